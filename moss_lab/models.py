@@ -1,0 +1,141 @@
+"""Loading policies by name, and building/caching the embedded toy base model.
+
+    load_policy("toy")                  the embedded base model (built on first use)
+    load_policy("toy-s")                a bigger toy preset
+    load_policy("/path/to/folder")      anything saved with save_pretrained
+    load_policy("gpt2")                 a Hugging Face hub id (real from_pretrained)
+
+The default never touches the network.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from .device import pick_device, set_cpu_threads
+from .paths import models_dir
+from .pretrain import PRESETS, PretrainConfig, pretrain
+from .tokenizer import build_toy_tokenizer
+
+# Bump when the toy world or the recipe changes, so that stale caches are rebuilt.
+TOY_VERSION = 1
+INFO_FILE = "build_info.json"  # written last: its presence marks a complete build
+
+
+class ModelNotFoundError(ValueError):
+    """A model name that is neither a toy preset, a local folder, nor a loadable hub id."""
+
+
+def toy_model_dir(size: str = "xs", seed: int = 0) -> Path:
+    return models_dir() / f"toy-{size}-seed{seed}-v{TOY_VERSION}"
+
+
+def build_toy_model(size: str = "xs", seed: int = 0, force: bool = False,
+                    progress: bool = True) -> Path:
+    """Pretrain the toy base model and cache it; return its folder.
+
+    Writes into a temporary folder and renames it into place, so an interrupted build
+    never leaves a half-written model behind. With force=False an intact cache is kept.
+    """
+    target = toy_model_dir(size, seed)
+    if not force and _cache_ok(target):
+        return target
+    tokenizer = build_toy_tokenizer()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(desc=f"building toy-{size} base model (first use only)", unit="step")
+
+    def on_step(step: int, total: int, loss: float) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+
+    threads_before = torch.get_num_threads()
+    set_cpu_threads(0)  # a tiny model: 1 thread unless the user says otherwise
+    start = time.perf_counter()
+    try:
+        model, final_loss = pretrain(tokenizer, PretrainConfig(size=size, seed=seed), on_step)
+    finally:
+        torch.set_num_threads(threads_before)
+        if bar is not None:
+            bar.close()
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    info = {"size": size, "seed": seed, "version": TOY_VERSION, "final_loss": final_loss,
+            "params": model.num_parameters(), "seconds": time.perf_counter() - start}
+    (tmp / INFO_FILE).write_text(json.dumps(info, indent=2))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return target
+
+
+def _cache_ok(folder: Path) -> bool:
+    return (folder / INFO_FILE).is_file() and (folder / "config.json").is_file()
+
+
+def _load_folder(folder: Path):
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return model, tokenizer
+
+
+def resolve_toy(name: str) -> str | None:
+    """'toy' -> 'xs', 'toy-s' -> 's'; None for names that are not toy presets."""
+    if name == "toy":
+        return "xs"
+    if name.startswith("toy-") and name[4:] in PRESETS:
+        return name[4:]
+    return None
+
+
+def load_policy(name: str = "toy", device: str | None = None, threads: int | None = None,
+                seed: int = 0):
+    """Load a causal LM and its tokenizer by name; return (model, tokenizer).
+
+    The model is in eval mode on `device` (auto: cuda, then mps, then cpu). The tokenizer
+    pads on the left and has a pad token distinct from eos (added if the model had none).
+    """
+    size = resolve_toy(name)
+    if size is not None:
+        folder = build_toy_model(size, seed)
+        try:
+            model, tokenizer = _load_folder(folder)
+        except Exception as err:  # a corrupt cache is rebuilt, not a crash
+            warnings.warn(f"cached toy model at {folder} is unreadable ({err}); rebuilding")
+            folder = build_toy_model(size, seed, force=True)
+            model, tokenizer = _load_folder(folder)
+    elif Path(name).expanduser().is_dir():
+        model, tokenizer = _load_folder(Path(name).expanduser())
+    else:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(name)
+            tokenizer = AutoTokenizer.from_pretrained(name)
+        except (OSError, ValueError) as err:
+            raise ModelNotFoundError(
+                f"unknown model {name!r}: it is not a toy preset "
+                f"({', '.join(['toy'] + ['toy-' + s for s in PRESETS])}), not a local folder, "
+                f"and it could not be loaded from the Hugging Face hub "
+                f"(offline, or no such repository). Details: {err}"
+            ) from err
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        # reward models read the last non-pad token: pad must differ from eos
+        tokenizer.add_special_tokens({"pad_token": "<pad>"})
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    dev = pick_device(device)
+    if dev.type == "cpu":
+        set_cpu_threads(model.num_parameters(), threads)
+    return model.to(dev).eval(), tokenizer

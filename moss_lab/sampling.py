@@ -1,0 +1,33 @@
+"""Sampling responses from a causal LM: prompts in, response texts out."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Samples:
+    prompts: list[str]
+    responses: list[str]
+    ended: list[bool]          # True when the response stopped with <eos>
+    response_ids: torch.Tensor  # (batch, new_tokens), right-padded with pad_token_id
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 40,
+             temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None) -> Samples:
+    """Sample one response per prompt (left-padded batch, stop at <eos>)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    device = next(model.parameters()).device
+    enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
+    out = model.generate(
+        **enc, do_sample=True, temperature=temperature, top_p=top_p, top_k=0,
+        max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    new = out[:, enc.input_ids.shape[1]:]
+    ended = (new == tokenizer.eos_token_id).any(dim=1).tolist()
+    texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+    return Samples(list(prompts), [t.strip() for t in texts], ended, new.cpu())

@@ -1,0 +1,23 @@
+"""Test settings: never touch the network; one shared data home for the base model."""
+import os
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+# The toy base model is built once (about 1.5 min) into this folder and reused by every
+# test; tests that write labels or runs use their own tmp_path homes.
+os.environ.setdefault("MOSS_LAB_HOME", str(Path(__file__).resolve().parents[1] / ".moss-lab-test-home"))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def toy_policy():
+    """The embedded base model and tokenizer (built on first use)."""
+    from moss_lab.models import load_policy
+
+    return load_policy("toy")
