@@ -1,0 +1,216 @@
+"""Every knob of a PPO run, in one dataclass (Lab 06; Lab 07 switches the PPO-max tricks).
+
+Defaults are the `toy-fast` preset: the embedded toy world on a 2-core CPU, with the
+PPO-max recipe of MOSS-RLHF ("Secrets of RLHF in Large Language Models, Part I"). Each
+PPO-max switch says what MOSS did and what turning it off shows.
+
+    PPOConfig()                                  # toy-fast
+    PPOConfig.preset("toy-fast", kl_coef=0.0)    # a preset with overrides (Lab 08: no KL)
+    PPOConfig.preset("gpu-small", policy="gpt2", reward="runs/rm-gpt2")
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+
+@dataclass
+class PPOConfig:
+    # ---- models and data ---------------------------------------------------------------
+    policy: str = "toy"
+    """The policy to fine-tune: "toy" (the embedded base model), a folder saved with
+    save_pretrained, or a Hugging Face hub id. The frozen reference model is a copy of it."""
+    reward: str = "toy"
+    """The reward model: "toy" (a toy reward model trained once on simulated preferences
+    and cached), a folder saved with save_pretrained (moss-lab train-rm), or "gold": an
+    ORACLE that rewards with the toy world's true score. "gold" is for teaching only (it
+    shows PPO without a proxy); the real pipeline never trains on the gold score."""
+    prompts: str = "toy"
+    """Where prompts come from: "toy" (drawn from the toy world), or a .txt file (one prompt
+    per line) or .jsonl file (a "prompt" field per line)."""
+    device: str | None = None
+    """"cpu", "cuda", "mps", or None for the best available."""
+    threads: int | None = None
+    """CPU threads; None: 1 for tiny models (faster on a busy laptop), torch's default else."""
+    seed: int = 0
+    """Seeds prompts, sampling, minibatch order and a fresh critic head: same seed, same run.
+    (The toy reward model is always the one trained with seed 0, cached.)"""
+
+    # ---- schedule ------------------------------------------------------------------------
+    iterations: int = 40
+    """PPO iterations. Each: a rollout of `batch_size` responses, then the PPO epochs."""
+    batch_size: int = 64
+    """Prompts (one response each) per rollout: MOSS's experience buffer (`num_rollouts`)."""
+    minibatch_size: int = 32
+    """Responses per gradient step."""
+    ppo_epochs: int = 2
+    """Passes over each rollout. More reuse per sample, more risk of leaving the trust region."""
+
+    # ---- sampling ------------------------------------------------------------------------
+    max_new_tokens: int = 20
+    """Longest response, in tokens. A response cut here has no <eos> (see missing_eos_penalty)."""
+    temperature: float = 1.0
+    """Sampling temperature; the policy's probabilities are softmax(logits / temperature)
+    in the rollout and in the loss alike."""
+    top_p: float = 1.0
+    """Nucleus sampling: sample from the smallest set of tokens holding top_p of the mass."""
+
+    # ---- optimisation --------------------------------------------------------------------
+    lr: float = 3e-4
+    """Adam learning rate of the policy (MOSS, 7B: 5e-7; a 123k-param toy model needs more)."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critic (MOSS: 3x the policy's)."""
+    adam_eps: float = 1e-5
+    """Adam epsilon ("The N implementation details of RLHF": 1e-5 rather than 1e-8)."""
+    max_grad_norm: float | None = 1.0
+    """PPO-max: global gradient clipping; the norm over all of a model's parameters (policy
+    and critic each) is scaled down to this. None: off."""
+
+    # ---- PPO -----------------------------------------------------------------------------
+    gamma: float = 1.0
+    """Discount. 1: the episode is one short response, every token counts the same (MOSS)."""
+    lam: float = 0.95
+    """GAE lambda: 0 trusts the critic (TD error), 1 trusts the sampled return (MOSS: 0.95)."""
+    clip_range: float = 0.2
+    """Clipped surrogate epsilon: the ratio pi/pi_old is clipped to [1 - eps, 1 + eps]."""
+    value_clip: float | None = 0.2
+    """PPO-max: value-loss clipping around the rollout values. None: plain squared error."""
+    vf_coef: float = 1.0
+    """Weight of the value loss."""
+    entropy_coef: float = 0.0
+    """Entropy bonus weight: loss -= entropy_coef * entropy (MOSS: 0; off in PPO-max)."""
+
+    # ---- reward shaping ------------------------------------------------------------------
+    kl_coef: float = 0.05
+    """beta, the KL penalty: r_t = -beta * KL_t. 0 invites reward hacking (Lab 08)."""
+    kl_estimator: str = "k1"
+    """Per-token KL estimate in the penalty: "k1" (log ratio), "k2" or "k3" (see kl.py)."""
+    kl_target: float | None = None
+    """Adaptive beta: a target for the KL per response (sum over tokens); None: fixed beta."""
+    kl_horizon: int = 10_000
+    """Adaptive beta: how many responses it takes to correct the KL error."""
+    token_level_kl: bool = True
+    """PPO-max: the KL penalty on every token. False: the summed KL is subtracted from the
+    score at the last token only (a sequence-level penalty, credit assigned by GAE alone)."""
+    missing_eos_penalty: float = 1.0
+    """Subtracted from the score of a response cut at max_new_tokens. The reward model sees
+    every response with <eos> appended, so it cannot tell; without this, rambling is free."""
+    reward_norm: bool = True
+    """PPO-max: normalise scores with their running mean and std: (s - mean) / std."""
+    reward_scaling: bool = False
+    """Divide scores by the running std without centring (MOSS's `use_reward_scaling`
+    alone). Used only when reward_norm is False."""
+    reward_clip: float | None = 5.0
+    """PPO-max: clip the (normalised) score to [-reward_clip, reward_clip]. None: off."""
+    advantage_norm: bool = True
+    """Whiten advantages over the rollout (mean 0, std 1). Not in PPO-max's list but
+    standard; MOSS: `use_advantage_norm`."""
+    advantage_clip: float | None = None
+    """Clip whitened advantages to [-c, c] (MOSS: `advantage_clip` 0.5, off by default)."""
+
+    # ---- critic --------------------------------------------------------------------------
+    critic_init: str = "reward"
+    """PPO-max: "reward" initialises the critic from the reward model (it already knows
+    what a good response looks like); "policy" from the policy's body with a fresh head.
+    "reward" needs a reward model that shares the policy's tokenizer."""
+    critic_pretrain_steps: int = 2
+    """PPO-max: rollouts used to train the critic alone before PPO starts, so that the
+    first advantages are not noise."""
+
+    # ---- pretraining loss (PPO-ptx) --------------------------------------------------------
+    ptx_coef: float = 0.0
+    """Weight of the language-model loss on base-model data (toy corpus); 0: off.
+    Pays the alignment tax down; MOSS's `ppo_pretrain_loss_weight`."""
+    ptx_batch_size: int = 16
+    """Base-model texts per minibatch for the ptx loss."""
+
+    # ---- logging and saving --------------------------------------------------------------
+    sample_every: int = 5
+    """Write a few responses to samples.jsonl every this many iterations (and the first)."""
+    n_samples: int = 4
+    """Responses written each time."""
+    save_every: int = 0
+    """Save the policy to checkpoints/iter-N every this many iterations; 0: only at the end."""
+    save_final: bool = True
+    """Save the final policy (and tokenizer) to <run_dir>/policy with save_pretrained."""
+
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot work, with a message naming the field (CLI and app)."""
+        checks = [
+            (self.lr > 0, "lr must be > 0"), (self.critic_lr > 0, "critic_lr must be > 0"),
+            (self.iterations >= 0, "iterations must be >= 0"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (1 <= self.minibatch_size, "minibatch_size must be >= 1"),
+            (self.ppo_epochs >= 1, "ppo_epochs must be >= 1"),
+            (self.max_new_tokens >= 1, "max_new_tokens must be >= 1"),
+            (self.temperature > 0, "temperature must be > 0"),
+            (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
+            (0 <= self.gamma <= 1, "gamma must be in [0, 1]"),
+            (0 <= self.lam <= 1, "lam must be in [0, 1]"),
+            (self.clip_range > 0, "clip_range must be > 0"),
+            (self.kl_coef >= 0, "kl_coef must be >= 0"),
+            (self.kl_estimator in ("k1", "k2", "k3"), "kl_estimator must be k1, k2 or k3"),
+            (self.critic_init in ("reward", "policy"), "critic_init must be 'reward' or 'policy'"),
+        ]
+        errors = [message for ok, message in checks if not ok]
+        if errors:
+            raise ValueError("invalid PPO config: " + "; ".join(errors))
+
+    # ---- helpers -------------------------------------------------------------------------
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "PPOConfig":
+        """A named preset with some fields replaced."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return dataclasses.replace(PRESETS[name], **overrides)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PPOConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown PPOConfig fields: {sorted(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def help(cls, name: str) -> str:
+        """The docstring of one field (used by the CLI and the app)."""
+        return FIELD_DOCS.get(name, "")
+
+
+def _field_docs() -> dict[str, str]:
+    """Read the docstring under each field from this file's source (for --help and the app)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(PPOConfig))
+    body = tree.body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+FIELD_DOCS: dict[str, str] = _field_docs()
+
+PRESETS: dict[str, PPOConfig] = {
+    # The embedded toy world on a laptop CPU: seconds per iteration.
+    "toy-fast": PPOConfig(),
+    # A ~100M Hugging Face model on one GPU. `policy` should be an SFT model and `reward`
+    # a reward model trained on its outputs (moss-lab train-rm); prompts from a file.
+    "gpu-small": PPOConfig(
+        policy="gpt2", reward="", prompts="", device="cuda", iterations=200,
+        batch_size=64, minibatch_size=16, ppo_epochs=2, max_new_tokens=64,
+        temperature=1.0, lr=1e-6, critic_lr=3e-6, kl_coef=0.05, critic_pretrain_steps=5,
+        missing_eos_penalty=1.0, sample_every=10, save_every=50,
+    ),
+}

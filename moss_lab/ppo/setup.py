@@ -1,0 +1,167 @@
+"""Getting a PPO run's four models and its prompts ready (the trainer's setup phase).
+
+    policy      the model being trained (a copy: the one passed in is never modified)
+    reference   a frozen copy of the initial policy, the anchor of the KL penalty
+    critic      the value model V(state), a separate network (PPO-max: init from the RM)
+    reward      a function (prompts, responses) -> scores, usually a reward model
+"""
+from __future__ import annotations
+
+import copy
+import json
+import random
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from .. import toyworld
+from ..device import pick_device
+from ..models import load_policy
+from ..scoring import score
+
+
+class RewardFunction:
+    """Scores response texts: `reward(prompts, responses) -> Tensor (n,)`.
+
+    `model`/`tokenizer` are set when it wraps a reward model (the critic can start from it).
+    """
+
+    def __init__(self, fn: Callable, model=None, tokenizer=None, name: str = ""):
+        self.fn, self.model, self.tokenizer, self.name = fn, model, tokenizer, name
+
+    def __call__(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
+        return torch.as_tensor(self.fn(prompts, responses), dtype=torch.float32)
+
+
+def gold_reward(prompts: list[str], responses: list[str]) -> torch.Tensor:
+    """ORACLE reward for teaching: the toy world's true score. Never the default."""
+    return torch.tensor([toyworld.gold_score(p, r).total for p, r in zip(prompts, responses)])
+
+
+def from_reward_model(model, tokenizer, name: str = "") -> RewardFunction:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return RewardFunction(lambda p, r: score(model, tokenizer, p, r), model, tokenizer, name)
+
+
+def load_reward_folder(folder: str | Path, device) -> tuple:
+    """A reward model saved with save_pretrained (moss-lab train-rm): (model, tokenizer)."""
+    try:
+        from ..reward import load_reward_model
+    except ImportError:
+        load_reward_model = None
+    if load_reward_model is not None:
+        model, tokenizer = load_reward_model(folder)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.padding_side = "left"
+    return model.to(device), tokenizer
+
+
+def make_reward(spec, config, tokenizer, device) -> RewardFunction:
+    """spec: "toy", "gold", a folder, a model (uses the policy tokenizer), a (model,
+    tokenizer) pair, a RewardFunction, or any callable (prompts, responses) -> scores."""
+    if spec is None:
+        spec = config.reward
+    if isinstance(spec, RewardFunction):
+        return spec
+    if isinstance(spec, tuple):
+        return from_reward_model(spec[0].to(device), spec[1], "model")
+    if isinstance(spec, torch.nn.Module):
+        return from_reward_model(spec.to(device), tokenizer, "model")
+    if callable(spec):
+        return RewardFunction(spec, name=getattr(spec, "__name__", "callable"))
+    if spec == "gold":
+        return RewardFunction(gold_reward, name="gold (oracle)")
+    if spec == "toy":
+        from .toy import toy_reward_model_dir
+
+        spec = toy_reward_model_dir(config.policy if isinstance(config.policy, str) else "toy")
+    if not spec or not Path(spec).is_dir():
+        raise ValueError(f"reward model {spec!r} not found: give a folder saved with "
+                         "save_pretrained (moss-lab train-rm), 'toy' or 'gold'")
+    model, rm_tokenizer = load_reward_folder(spec, device)
+    return from_reward_model(model, rm_tokenizer, str(spec))
+
+
+def load_models(config, policy=None, reward_model=None):
+    """(policy, tokenizer, reference, critic, reward_fn, device) for a run."""
+    if policy is None:
+        model, tokenizer = load_policy(config.policy, device=config.device, threads=config.threads)
+    else:
+        model, tokenizer = policy if isinstance(policy, tuple) else (policy, None)
+        if tokenizer is None:
+            raise ValueError("pass policy=(model, tokenizer)")
+        model = copy.deepcopy(model)
+        if config.device:
+            model = model.to(pick_device(config.device))
+    device = next(model.parameters()).device
+    tokenizer.padding_side = "left"
+    ref = copy.deepcopy(model).eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    reward = make_reward(reward_model, config, tokenizer, device)
+    critic = make_critic(config, model, tokenizer, reward)
+    # every model stays in eval mode: dropout off, so that the log-probabilities of the
+    # rollout and of the update agree ("The N implementation details of RLHF")
+    return model.eval(), tokenizer, ref, critic.to(device).eval(), reward, device
+
+
+def make_critic(config, policy, tokenizer, reward: RewardFunction):
+    """PPO-max: a copy of the reward model when it reads the policy's tokens; otherwise
+    the policy's body with a fresh scalar head."""
+    if config.critic_init == "reward":
+        rm, rm_tok = reward.model, reward.tokenizer
+        if rm is not None and rm_tok is not None and rm_tok.get_vocab() == tokenizer.get_vocab():
+            critic = copy.deepcopy(rm)
+            for p in critic.parameters():
+                p.requires_grad_(True)
+            return critic
+        warnings.warn("critic_init='reward' needs a reward model with the policy's tokenizer; "
+                      "initialising the critic from the policy instead")
+    elif config.critic_init != "policy":
+        raise ValueError(f"critic_init must be 'reward' or 'policy', not {config.critic_init!r}")
+    cfg = copy.deepcopy(policy.config)
+    cfg.num_labels = 1
+    critic = AutoModelForSequenceClassification.from_config(cfg)
+    body = getattr(critic, critic.base_model_prefix)
+    body.load_state_dict(getattr(policy, policy.base_model_prefix).state_dict())
+    return critic
+
+
+def prompt_source(config, batch_size: int, seed: int) -> Callable[[int], list[str]]:
+    """draw(k) -> the k-th batch of prompts (deterministic in seed and k)."""
+    if config.prompts == "toy":
+        return lambda k: toyworld.sample_prompts(batch_size, seed=seed * 1_000_003 + k)
+    path = Path(config.prompts)
+    if not path.is_file():
+        raise ValueError(f"prompts file {path} not found (give 'toy', a .txt or a .jsonl)")
+    if path.suffix == ".jsonl":
+        prompts = [json.loads(line)["prompt"] for line in path.read_text().splitlines()
+                   if line.strip()]
+    else:
+        prompts = [line for line in path.read_text().splitlines() if line.strip()]
+    if not prompts:
+        raise ValueError(f"no prompts in {path}")
+
+    def draw(k: int) -> list[str]:
+        epoch, start = divmod(k * batch_size, len(prompts))
+        out = []
+        while len(out) < batch_size:  # an epoch-seeded shuffle, cycled
+            order = list(range(len(prompts)))
+            random.Random(seed * 7919 + epoch).shuffle(order)
+            out += [prompts[i] for i in order[start:start + batch_size - len(out)]]
+            epoch, start = epoch + 1, 0
+        return out
+
+    return draw
+
+
+def has_gold(prompts: list[str]) -> bool:
+    """Gold scores exist only for toy-world prompts."""
+    return all(toyworld.topic_of(p) is not None for p in prompts)

@@ -1,0 +1,322 @@
+"""PPO for RLHF in one flat loop (Labs 06-08). Read it top to bottom, like CleanRL's ppo.py.
+
+    setup                policy, frozen reference, critic, reward model, optimisers
+    critic pre-training  a few rollouts that train the critic alone (PPO-max)
+    for each iteration:
+      1. rollout         sample responses; log-probs under policy and reference; values;
+                         reward-model scores                                (rollout.py)
+      2. rewards         PPO-max score treatment; per-token KL penalty; GAE; whitening
+      3. PPO update      epochs x minibatches: clipped surrogate + clipped value loss
+                         (+ entropy bonus, + ptx loss); global gradient clipping
+      4. bookkeeping     metrics.jsonl, samples.jsonl, checkpoints; stop flag; NaN guard
+
+Every hyperparameter is a field of PPOConfig (config.py) with a docstring.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .. import toyworld
+from ..device import set_cpu_threads
+from .advantages import gae, whiten
+from .config import PPOConfig
+from .kl import AdaptiveKLController, FixedKLController, kl_estimate
+from .losses import masked_mean, policy_loss, ptx_loss, value_loss
+from .rewards import RunningMoments, shape_rewards
+from .rollout import Rollout, critic_forward, policy_forward, rollout
+from .setup import has_gold, load_models, prompt_source
+
+
+@dataclass
+class PPOResult:
+    status: str                 # "finished", "stopped" (stop flag) or "nan" (NaN guard)
+    reason: str                 # why it ended, in words
+    iterations: int             # PPO iterations completed
+    history: list[dict]         # one metrics row per iteration (as in metrics.jsonl)
+    policy: object = None       # the trained policy (a copy; the input is not modified)
+    tokenizer: object = None
+    critic: object = None
+    run_dir: Path | None = None
+    elapsed_s: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+class NonFinite(Exception):
+    """Raised by the NaN guard; the message is the reason the run stops."""
+
+
+class Stopped(Exception):
+    """Raised when should_stop() says so; the message is the reason."""
+
+
+def _check_finite(name: str, x: torch.Tensor, where: str) -> None:
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).sum())
+        raise NonFinite(f"non-finite {name} ({bad} of {x.numel()} values) at {where}")
+
+
+def train_ppo(config: PPOConfig | None = None, run_dir: str | Path | None = None,
+              on_metrics: Callable[[dict], None] | None = None,
+              should_stop: Callable[[], bool] | None = None,
+              policy=None, reward_model=None, ptx_texts: list[str] | None = None) -> PPOResult:
+    """Fine-tune a policy with PPO against a reward model; return a PPOResult.
+
+    policy:       (model, tokenizer), or None to load config.policy.
+    reward_model: None (config.reward), a folder, "toy", "gold" (oracle, teaching only),
+                  a model, a (model, tokenizer) pair, or a callable (prompts, responses)
+                  -> scores.
+    run_dir:      where config.json, metrics.jsonl, samples.jsonl, result.json and the
+                  saved policy go (None: nothing is written).
+    on_metrics:   called with each iteration's metrics row (live plots, progress bars).
+    should_stop:  checked before every iteration; True ends the run with status "stopped".
+    ptx_texts:    base-model texts for the ptx loss (default: the toy corpus).
+    """
+    # ===================================================================================
+    # Setup
+    # ===================================================================================
+    config = config or PPOConfig()
+    start_time = time.perf_counter()
+    threads_before = torch.get_num_threads()
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)  # sampling and minibatch order
+    model, tokenizer, ref, critic, reward_fn, device = load_models(config, policy, reward_model)
+    if device.type == "cpu":
+        set_cpu_threads(model.num_parameters(), config.threads)
+    policy_opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
+                                  lr=config.lr, eps=config.adam_eps)
+    critic_opt = torch.optim.Adam(critic.parameters(), lr=config.critic_lr, eps=config.adam_eps)
+    kl_ctl = (AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
+              if config.kl_target else FixedKLController(config.kl_coef))
+    moments = RunningMoments()
+    draw_prompts = prompt_source(config, config.batch_size, config.seed)
+    ptx_ids = None
+    if config.ptx_coef > 0:
+        if ptx_texts is None:
+            from .toy import toy_ptx_texts
+            ptx_texts = toy_ptx_texts(4096, config.seed)
+        ptx_ids = tokenizer(ptx_texts, return_tensors="pt", padding=True).to(device)
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(config.to_json())
+        for name in ("metrics.jsonl", "samples.jsonl"):
+            (run_dir / name).write_text("")
+    history: list[dict] = []
+    status, reason, n_rollouts = "finished", f"completed {config.iterations} iterations", 0
+
+    def make_batch(where: str) -> tuple[Rollout, dict]:
+        """Phases 1 and 2: a rollout, and the rewards, advantages and returns from it."""
+        nonlocal n_rollouts
+        # ---- 1. rollout ------------------------------------------------------------------
+        batch = rollout(model, ref, critic, reward_fn, tokenizer, draw_prompts(n_rollouts),
+                        config.max_new_tokens, config.temperature, config.top_p, gen)
+        n_rollouts += 1
+        _check_finite("reward-model scores", batch.scores, where)
+        _check_finite("log-probabilities", batch.logp, where)
+        _check_finite("values", batch.values, where)
+
+        # ---- 2. rewards: score treatment (PPO-max), KL penalty, GAE ------------------------
+        score = batch.scores - config.missing_eos_penalty * (~batch.ended).float()
+        if config.reward_norm or config.reward_scaling:
+            moments.update(score)
+        if config.reward_norm:
+            score = (score - moments.mean) / (moments.std + 1e-8)
+        elif config.reward_scaling:
+            score = score / (moments.std + 1e-8)
+        if config.reward_clip is not None:
+            score = score.clamp(-config.reward_clip, config.reward_clip)
+        beta = kl_ctl.value
+        kl = kl_estimate(batch.logp, batch.ref_logp, config.kl_estimator) * batch.mask
+        if config.token_level_kl:  # PPO-max: -beta * KL_t on every token
+            rewards, _ = shape_rewards(score, batch.logp, batch.ref_logp, batch.mask, beta,
+                                       config.kl_estimator)
+        else:  # one penalty for the whole response, with the score at its last token
+            rewards, _ = shape_rewards(score - beta * kl.sum(1), batch.logp, batch.ref_logp,
+                                       batch.mask, 0.0)
+        advantages, returns = gae(rewards, batch.values, config.gamma, config.lam, batch.mask)
+        if config.advantage_norm:
+            advantages = whiten(advantages, batch.mask)
+        if config.advantage_clip is not None:
+            advantages = advantages.clamp(-config.advantage_clip, config.advantage_clip)
+        return batch, {"score": score, "rewards": rewards, "kl": kl, "beta": beta,
+                       "advantages": advantages, "returns": returns}
+
+    def ppo_update(batch: Rollout, adv: torch.Tensor, returns: torch.Tensor,
+                   train_policy: bool, where: str) -> tuple[dict, float]:
+        """Phase 3: epochs x minibatches of gradient steps; returns (mean stats, model s)."""
+        stats: dict[str, list[float]] = {}
+        model_s = 0.0
+        n, n_prompt = len(batch.prompts), batch.prompt_ids.shape[1]
+        for epoch in range(config.ppo_epochs):
+            order = torch.randperm(n, generator=gen).to(device)
+            for k, start in enumerate(range(0, n, config.minibatch_size)):
+                idx = order[start:start + config.minibatch_size]
+                inputs, mask = batch.inputs(idx), batch.mask[idx]
+                tick = time.perf_counter()
+                # the critic: (clipped) squared error to the GAE returns
+                values = critic_forward(critic, inputs, n_prompt)
+                v_loss, v_stats = value_loss(values, batch.values[idx], returns[idx], mask,
+                                             config.value_clip)
+                loss = config.vf_coef * v_loss
+                if train_policy:
+                    # the policy: clipped surrogate, entropy bonus, ptx loss
+                    logp, entropy = policy_forward(model, inputs, batch.response_ids[idx],
+                                                   config.temperature,
+                                                   with_entropy=config.entropy_coef > 0)
+                    pg_loss, pg_stats = policy_loss(logp, batch.logp[idx], adv[idx], mask,
+                                                    config.clip_range)
+                    loss = loss + pg_loss
+                    if config.entropy_coef > 0:
+                        loss = loss - config.entropy_coef * masked_mean(entropy, mask)
+                    if ptx_ids is not None:
+                        rows = torch.randint(len(ptx_ids.input_ids), (config.ptx_batch_size,),
+                                             generator=gen).to(device)
+                        ids, m = ptx_ids.input_ids[rows], ptx_ids.attention_mask[rows]
+                        pos = (m.cumsum(1) - 1).clamp(min=0)
+                        logits = model(input_ids=ids, attention_mask=m, position_ids=pos).logits
+                        ptx = ptx_loss(logits, ids, m)
+                        loss = loss + config.ptx_coef * ptx
+                        stats.setdefault("policy/ptx_loss", []).append(ptx.item())
+                    stats.setdefault("policy/loss", []).append(pg_loss.item())
+                    for key, value in pg_stats.items():
+                        stats.setdefault(f"policy/{key}", []).append(value)
+                # one gradient step for both models, after global gradient clipping
+                # (PPO-max: the norm over all of a model's parameters, each model on its own)
+                location = f"{where}, epoch {epoch + 1}, minibatch {k + 1}"
+                _check_finite("loss", loss.detach(), location)
+                policy_opt.zero_grad(set_to_none=True)
+                critic_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                model_s += time.perf_counter() - tick
+                max_norm = config.max_grad_norm or math.inf
+                for name, net in (("policy", model), ("val", critic)):
+                    if name == "policy" and not train_policy:
+                        continue
+                    norm = torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm)
+                    _check_finite(f"{name} gradient norm", norm, location)
+                    stats.setdefault(f"{name}/grad_norm", []).append(norm.item())
+                if train_policy:
+                    policy_opt.step()
+                critic_opt.step()
+                stats.setdefault("val/value_loss", []).append(v_loss.item())
+                stats.setdefault("val/clipfrac", []).append(v_stats["clipfrac"])
+        return {k: sum(v) / len(v) for k, v in stats.items()}, model_s
+
+    try:
+        # ===============================================================================
+        # Critic pre-training (PPO-max): the policy stays fixed
+        # ===============================================================================
+        pretrain_start = time.perf_counter()
+        for step in range(config.critic_pretrain_steps):
+            if should_stop is not None and should_stop():
+                raise Stopped(f"stopped by request during critic pre-training (step {step + 1})")
+            batch, b = make_batch(f"critic pre-training step {step + 1}")
+            ppo_update(batch, b["advantages"], b["returns"], train_policy=False,
+                       where=f"critic pre-training step {step + 1}")
+        pretrain_s = time.perf_counter() - pretrain_start
+
+        # ===============================================================================
+        # The PPO loop
+        # ===============================================================================
+        for it in range(1, config.iterations + 1):
+            if should_stop is not None and should_stop():
+                raise Stopped(f"stopped by request before iteration {it}")
+            where = f"iteration {it}"
+            t0 = time.perf_counter()
+            # ---- 1 + 2. rollout, rewards, advantages ------------------------------------
+            batch, b = make_batch(where)
+            t1 = time.perf_counter()
+            # ---- 3. PPO update ------------------------------------------------------------
+            train_stats, train_model_s = ppo_update(batch, b["advantages"], b["returns"],
+                                                    train_policy=True, where=where)
+            t2 = time.perf_counter()
+            # ---- 4. bookkeeping -------------------------------------------------------------
+            kl_seq = (batch.logp - batch.ref_logp).sum(1)          # k1 summed per response
+            kl_ctl.update(kl_seq.mean().item(), len(batch.prompts))
+            n_tok = batch.mask.sum()
+            row = {
+                "iteration": it, "episodes": it * len(batch.prompts),
+                "reward/score": batch.scores.mean().item(),
+                "reward/score_std": batch.scores.std().item(),
+                "reward/normalized": b["score"].mean().item(),
+                "reward/rlhf": (b["score"] - b["beta"] * b["kl"].sum(1)).mean().item(),
+                "objective/kl": kl_seq.mean().item(),
+                "objective/kl_coef": b["beta"],
+                "objective/entropy": (masked_mean(batch.entropy, batch.mask)).item(),
+                **train_stats,
+                "val/mean": masked_mean(batch.values, batch.mask).item(),
+                "response/length": (batch.mask.sum(1)).mean().item(),
+                "response/eos_rate": batch.ended.float().mean().item(),
+                "response/perplexity": math.exp(-(batch.logp.sum() / n_tok).item()),
+                "response/ref_perplexity": math.exp(-(batch.ref_logp.sum() / n_tok).item()),
+            }
+            if has_gold(batch.prompts):
+                gold = [toyworld.gold_score(p, r, bool(e)).total for p, r, e
+                        in zip(batch.prompts, batch.responses, batch.ended.tolist())]
+                row["reward/gold"] = sum(gold) / len(gold)
+            t3 = time.perf_counter()
+            row.update({
+                "time/rollout_s": t1 - t0, "time/train_s": t2 - t1, "time/step_s": t3 - t0,
+                "time/generate_s": batch.timings["generate"],
+                "time/forward_s": sum(batch.timings.values()) - batch.timings["generate"],
+                "time/train_passes_s": train_model_s,
+                "time/model_s": sum(batch.timings.values()) + train_model_s,
+                "time/elapsed_s": t3 - start_time,
+            })
+            if it == 1:
+                row["time/critic_pretrain_s"] = pretrain_s
+            history.append(row)
+            if run_dir is not None:
+                with open(run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                if it == 1 or it % max(1, config.sample_every) == 0:
+                    _write_samples(run_dir, it, batch, row.get("reward/gold") is not None,
+                                   config.n_samples)
+                if config.save_every and it % config.save_every == 0:
+                    _save(model, tokenizer, run_dir / "checkpoints" / f"iter-{it:04d}")
+            if on_metrics is not None:
+                on_metrics(row)
+    except Stopped as err:
+        status, reason = "stopped", str(err)
+    except NonFinite as err:
+        status, reason = "nan", (f"NaN guard: {err}. The run stopped before the bad update "
+                                 "(try a smaller lr, or check the reward model's scores)")
+    finally:
+        torch.set_num_threads(threads_before)
+
+    # ===================================================================================
+    # The end: final policy and result.json
+    # ===================================================================================
+    elapsed = time.perf_counter() - start_time
+    if run_dir is not None:
+        if config.save_final and status != "nan":
+            _save(model, tokenizer, run_dir / "policy")
+        result = {"status": status, "reason": reason, "iterations": len(history),
+                  "elapsed_s": elapsed, "final": history[-1] if history else None}
+        (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+    return PPOResult(status, reason, len(history), history, model, tokenizer, critic,
+                     run_dir, elapsed)
+
+
+def _write_samples(run_dir: Path, it: int, batch: Rollout, gold: bool, n: int) -> None:
+    with open(run_dir / "samples.jsonl", "a") as f:
+        for i in range(min(n, len(batch.prompts))):
+            rec = {"iteration": it, "prompt": batch.prompts[i], "response": batch.responses[i],
+                   "score": batch.scores[i].item(), "ended": bool(batch.ended[i])}
+            if gold:
+                rec["gold"] = toyworld.gold_score(batch.prompts[i], batch.responses[i],
+                                                  rec["ended"]).total
+            f.write(json.dumps(rec) + "\n")
+
+
+def _save(model, tokenizer, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
