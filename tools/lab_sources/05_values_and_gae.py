@@ -1,0 +1,302 @@
+# %% [markdown]
+# # Lab 05 - Values and GAE
+#
+# Lab 04 ended with the **advantage**: how much better an action was than what the
+# policy usually gets from that state. PPO multiplies every token's log-probability ratio
+# by it, so the quality of the advantage estimate decides how fast and how safely the
+# policy learns. This lab builds the estimator PPO (and MOSS-RLHF) uses:
+#
+# 1. **The value function** $V(s)$ and the **TD error** $\delta_t$ - exercise.
+# 2. **GAE**, an exponentially weighted sum of TD errors - exercise, checked against
+#    `moss_lab.ppo.gae`.
+# 3. **The $\gamma$/$\lambda$ trade-off**, measured on a toy chain: bias against variance.
+# 4. **GAE on an RLHF episode**: a score on the last token, a KL penalty on every token,
+#    padding.
+# 5. **Whitening** the advantages.
+#
+# Pure PyTorch; a few seconds on a laptop.
+
+# %%
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
+import matplotlib.pyplot as plt
+import torch
+
+from moss_lab.ppo.advantages import gae as reference_gae
+from moss_lab.ppo.advantages import whiten
+
+torch.set_num_threads(1)
+torch.manual_seed(0)
+plt.rcParams["figure.figsize"] = (6.4, 3.6)
+plt.rcParams["figure.constrained_layout.use"] = True
+
+# %% [markdown]
+# ## 1. Values and the TD error
+#
+# The **value** of a state is the return the policy expects from it:
+# $V(s_t) = \mathbb{E}[G_t \mid s_t]$. In RLHF the state is "prompt + the tokens so far"
+# and $V$ is a second network, the **critic**, trained to predict the return (MOSS-RLHF
+# initialises it from the reward model, which already knows what good text looks like).
+#
+# With a value function we can judge one action without waiting for the end of the
+# episode. The **TD error**
+#
+# $$\delta_t = r_t + \gamma\, V(s_{t+1}) - V(s_t)$$
+#
+# compares "what I got now plus what I expect afterwards" with "what I expected before".
+# If $V$ were exact, $\mathbb{E}[\delta_t] = A(s_t, a_t)$, the advantage. After the last
+# token the episode is over: $V(s_T) = 0$.
+#
+# ### Exercise 1 - TD errors
+#
+# `rewards` and `values` are `(batch, T)`: `values[:, t]` is $V(s_t)$. Return $\delta$,
+# the same shape.
+
+# %%
+def td_errors(rewards: torch.Tensor, values: torch.Tensor, gamma: float) -> torch.Tensor:
+    """delta_t = r_t + gamma * V(s_{t+1}) - V(s_t), with V(s_T) = 0."""
+    ### BEGIN SOLUTION
+    next_values = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], dim=1)
+    return rewards + gamma * next_values - values
+    ### END SOLUTION
+
+# %%
+from moss_lab.checks import check_td_errors
+
+check_td_errors(td_errors);  # the ; hides the True/False it returns
+
+# %% [markdown]
+# ## 2. From one step to all steps: GAE
+#
+# $\delta_t$ trusts $V$ completely after one real reward. We can also use $n$ real rewards
+# before trusting $V$. Sums of TD errors telescope, so the **$n$-step advantage** is
+#
+# $$\hat A_t^{(n)} = \sum_{l=0}^{n-1} \gamma^l \delta_{t+l} = r_t + \gamma r_{t+1} + \dots + \gamma^{n-1} r_{t+n-1} + \gamma^n V(s_{t+n}) - V(s_t).$$
+#
+# $n = 1$ is the TD error; $n = \infty$ (to the end of the episode) is the Monte-Carlo
+# return minus the baseline, $G_t - V(s_t)$, what REINFORCE with a baseline used in lab 04.
+# **Generalised Advantage Estimation** (Schulman et al., 2016) does not choose: it takes an
+# exponentially weighted average of all of them, weight $(1-\lambda)\lambda^{n-1}$ on
+# $\hat A^{(n)}$, which collapses into a single sum of TD errors:
+#
+# $$\hat A_t^{\text{GAE}(\gamma,\lambda)} = (1-\lambda)\sum_{n\ge1}\lambda^{n-1}\hat A_t^{(n)} = \sum_{l\ge0} (\gamma\lambda)^l\,\delta_{t+l} = \delta_t + \gamma\lambda\,\hat A_{t+1}.$$
+#
+# The last form is the one you compute: one backward pass, like the returns of lab 04.
+# The critic's training target is then $\hat A_t + V(s_t)$ (the "$\lambda$-return").
+#
+# ### Exercise 2 - GAE
+#
+# Return `(advantages, returns)`, both `(batch, T)`, with `returns = advantages + values`.
+# You may call your `td_errors`.
+
+# %%
+def gae(rewards, values, gamma, lam):
+    """A_t = delta_t + gamma * lam * A_{t+1} (A_T = 0); returns = A + V."""
+    ### BEGIN SOLUTION
+    deltas = td_errors(rewards, values, gamma)
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        running = deltas[:, t] + gamma * lam * running
+        advantages[:, t] = running
+    return advantages, advantages + values
+    ### END SOLUTION
+
+# %%
+from moss_lab.checks import check_gae
+
+check_gae(gae);
+
+# %% [markdown]
+# Let us confirm the identity above numerically: build the $n$-step advantages of the
+# first step by brute force, average them with weights $(1-\lambda)\lambda^{n-1}$ (every
+# $n$ past the end of the episode gives the Monte-Carlo one), and compare with the
+# library's GAE.
+
+# %%
+T, gamma, lam = 6, 0.9, 0.8
+r = torch.randn(1, T)
+V = torch.randn(1, T)
+V_next = torch.cat([V[:, 1:], torch.zeros(1, 1)], dim=1)
+
+
+def n_step_advantage(n):
+    n = min(n, T)
+    bootstrap = V_next[0, n - 1] if n < T else 0.0  # V(s_n); the episode is over at T
+    return sum(gamma**l * r[0, l] for l in range(n)) + gamma**n * bootstrap - V[0, 0]
+
+
+weighted = sum((1 - lam) * lam ** (n - 1) * n_step_advantage(n) for n in range(1, 200))
+print(f"weighted average of n-step advantages: {float(weighted):.6f}")
+print(f"GAE (moss_lab.ppo.gae):                {float(reference_gae(r, V, gamma, lam)[0][0, 0]):.6f}")
+
+# %% [markdown]
+# How much does the TD error $l$ steps ahead count? $(\gamma\lambda)^l$: $\lambda$ sets
+# the horizon over which GAE looks at real rewards before trusting the critic.
+
+# %%
+ls = torch.arange(0, 40)
+for lam_ in (0.0, 0.5, 0.9, 0.95, 1.0):
+    plt.plot(ls, (1.0 * lam_) ** ls.float(), marker=".", ms=3, label=f"λ = {lam_}")
+plt.xlabel("l (steps ahead)")
+plt.ylabel(r"weight $(\gamma\lambda)^l$ on $\delta_{t+l}$  ($\gamma$ = 1)")
+plt.title("How far GAE looks ahead")
+plt.legend()
+plt.show()
+
+# %% [markdown]
+# ## 3. The trade-off, measured: bias against variance
+#
+# Which $\lambda$ is best? It depends on how good the critic is.
+#
+# * $\lambda = 0$ uses one real reward and then believes $V$: **low variance**, but any
+#   error in $V$ goes straight into the estimate (**bias**).
+# * $\lambda = 1$ uses only real rewards: **unbiased**, but the noise of every future
+#   reward adds up (**variance**).
+#
+# A toy chain makes this measurable. An episode walks through 12 states; each step gives
+# a small noisy reward (like a per-token KL term), the last one adds a score of 1 (like the
+# reward model's). We know the true values exactly, so we can take 4000 episodes, compute
+# the $\lambda$-return of the first state, $\hat A_0 + V(s_0)$, and measure its bias and
+# variance as an estimate of the true $V(s_0)$, for three critics: an untrained one
+# ($V = 0$), a half-trained one ($V = 0.5\,V_\text{true}$) and a good one
+# ($V = 0.9\,V_\text{true}$).
+
+# %%
+N_STATES, NOISE, EPISODES = 12, 0.2, 4000
+mean_reward = torch.zeros(N_STATES)
+mean_reward[-1] = 1.0  # the final score
+gen = torch.Generator().manual_seed(0)
+episodes = mean_reward + NOISE * torch.randn(EPISODES, N_STATES, generator=gen)
+
+
+def true_values(gamma):
+    return torch.stack([sum(gamma ** (k - t) * mean_reward[k] for k in range(t, N_STATES))
+                        for t in range(N_STATES)])
+
+
+def bias_variance(critic_scale, gamma, lam):
+    """Bias^2 and variance of the lambda-return of state 0, against the undiscounted V."""
+    critic = (critic_scale * true_values(gamma)).expand(EPISODES, N_STATES)
+    estimate = reference_gae(episodes, critic, gamma, lam)[1][:, 0]
+    target = true_values(1.0)[0]  # what we care about: the whole answer's score
+    return float((estimate.mean() - target) ** 2), float(estimate.var())
+
+
+lams = torch.linspace(0, 1, 21).tolist()
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), sharey=True)
+for ax, (name, scale) in zip(axes, [("untrained critic (V = 0)", 0.0),
+                                    ("half-trained (V = 0.5 V_true)", 0.5),
+                                    ("good critic (V = 0.9 V_true)", 0.9)]):
+    b2, var = zip(*(bias_variance(scale, 1.0, l) for l in lams))
+    mse = [b + v for b, v in zip(b2, var)]
+    ax.plot(lams, b2, label="bias²")
+    ax.plot(lams, var, label="variance")
+    ax.plot(lams, mse, lw=2.5, label="error = bias² + var")
+    best = lams[min(range(len(lams)), key=mse.__getitem__)]
+    ax.axvline(best, color="k", ls=":", lw=1)
+    ax.set_title(f"{name}\nbest λ ≈ {best:.2f}", fontsize=10)
+    ax.set_xlabel("λ  (γ = 1)")
+axes[0].set_ylabel("squared error of the λ-return")
+axes[0].legend()
+plt.show()
+
+# %% [markdown]
+# With an untrained critic only real rewards help: the best $\lambda$ is 1. Once the
+# critic is roughly right, its bias is small next to the variance of summing many noisy
+# rewards, and smaller $\lambda$ wins. The better the critic, the lower the best $\lambda$.
+# An LM critic starts poor (it has never seen the policy's text), which is why MOSS-RLHF
+# uses $\lambda = 0.95$, initialises the critic from the reward model and **pre-trains**
+# it on a few rollouts before PPO starts (lab 07 switches that off).
+#
+# $\gamma$ trades the same way: a smaller $\gamma$ discounts the far-away (noisy) rewards,
+# so the variance falls, but the estimate now targets a discounted objective that
+# undervalues the final score: bias against the quantity we care about.
+
+# %%
+gammas = [1.0, 0.99, 0.97, 0.95, 0.9, 0.85, 0.8]
+b2, var = zip(*(bias_variance(0.5, g, 0.95) for g in gammas))
+plt.plot(gammas, b2, marker="o", label="bias² (vs. the undiscounted value)")
+plt.plot(gammas, var, marker="o", label="variance")
+plt.gca().invert_xaxis()
+plt.xlabel("γ  (λ = 0.95, half-trained critic)")
+plt.ylabel("squared error")
+plt.title("Discounting: less variance, more bias")
+plt.legend()
+plt.show()
+
+# %% [markdown]
+# ## 4. GAE on an RLHF episode
+#
+# In RLHF an episode is one response. The reward is $-\beta\,\mathrm{KL}_t$ on every token
+# plus the reward model's score on the last one (lab 06 builds it with
+# `moss_lab.ppo.shape_rewards`). Responses have different lengths, so a batch is padded
+# after each `<eos>`, and a `mask` marks the real tokens: padding gets no reward, no
+# advantage, and the last real token does not bootstrap from a padded "next state".
+#
+# Three responses of 10, 6 and 3 tokens, scored 1.0, -0.5 and 0.3, with a critic that
+# predicts a constant 0.2:
+
+# %%
+lengths, scores = [10, 6, 3], [1.0, -0.5, 0.3]
+T = max(lengths)
+mask = (torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]).float()
+kl_per_token = 0.05 * torch.rand(3, T) * mask
+rewards = -0.1 * kl_per_token  # beta = 0.1
+for i, (n, s) in enumerate(zip(lengths, scores)):
+    rewards[i, n - 1] += s
+values = 0.2 * mask
+
+advantages, returns = reference_gae(rewards, values, gamma=1.0, lam=0.95, mask=mask)
+torch.set_printoptions(precision=2, sci_mode=False, linewidth=120)
+print("advantages (gamma=1, lambda=0.95):\n", advantages)
+
+fig, ax = plt.subplots(figsize=(8, 2.4))
+im = ax.imshow(advantages.masked_fill(mask == 0, float("nan")), cmap="RdBu", vmin=-1, vmax=1)
+ax.set_xlabel("token position")
+ax.set_yticks(range(3), [f"score {s:+}" for s in scores])
+fig.colorbar(im, label="advantage")
+ax.set_title("Every token of a response shares its final score, discounted by λ")
+plt.show()
+
+# %% [markdown]
+# Every token of a well-scored answer gets a positive advantage, fading towards the start
+# of the response (the further a token is from the score, the more its advantage relies on
+# the critic). The blank cells are padding: exactly zero, and excluded from every mean.
+#
+# ## 5. Whitening the advantages
+#
+# The size of the advantages depends on the reward scale, which depends on the reward
+# model: a reward model whose scores are ten times larger would make every PPO step ten
+# times larger. **Advantage whitening** (a standard PPO detail, `advantage_norm` in
+# `PPOConfig`) removes that: over the real tokens of the whole rollout,
+#
+# $$\hat A \leftarrow \frac{\hat A - \operatorname{mean}(\hat A)}{\operatorname{std}(\hat A)} .$$
+#
+# The statistics must ignore padding; otherwise the zeros of the padding drag the mean
+# towards 0 and shrink the std, by an amount that depends on how long the responses are.
+
+# %%
+white = whiten(advantages, mask)
+naive = (advantages - advantages.mean()) / advantages.std()  # padding included: wrong
+real = mask.bool()
+print(f"masked whitening : mean {white[real].mean():+.3f}  std {white[real].std(unbiased=False):.3f}")
+print(f"naive whitening  : mean {naive[real].mean():+.3f}  std {naive[real].std(unbiased=False):.3f}"
+      f"   <- the real tokens are not centred")
+print("scale-free: whiten(10 * A) == whiten(A):",
+      torch.allclose(whiten(10 * advantages, mask), white, atol=1e-5))
+
+# %% [markdown]
+# Whitening centres the advantages too, so within a batch about half the tokens are
+# pushed down and half up, whatever the absolute level of the rewards. (MOSS-RLHF also
+# tried *clipping* the whitened advantages; `advantage_clip` in `PPOConfig`.)
+#
+# **Takeaways**
+# * $\delta_t = r_t + \gamma V(s_{t+1}) - V(s_t)$; GAE: $\hat A_t = \delta_t + \gamma\lambda\hat A_{t+1}$;
+#   the critic's target is $\hat A_t + V(s_t)$.
+# * $\lambda$ (and $\gamma$) trade the critic's bias against the variance of sampled
+#   rewards; the best $\lambda$ falls as the critic improves.
+# * Mask the padding everywhere: in the recursion, in every mean, in whitening.
+#
+# Next: lab 06 puts it all together and runs PPO on the toy language model.
