@@ -15,6 +15,12 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from apps.lab_app import launch
 
-    auth = tuple(args.auth.split(":", 1)) if args.auth else None
+    auth = None
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not (user and sep and password):
+            print("moss-lab app: --auth must be username:password (both non-empty)")
+            return 2
+        auth = (user, password)
     launch(host=args.host, port=args.port, share=args.share, auth=auth)
     return 0

@@ -1,0 +1,92 @@
+"""What all users of one app process share: the label store, the run manager, the pair
+pool and loaded policies. (Module globals are shared by every browser session; anything
+per user lives in gr.State / gr.BrowserState in the tabs.)
+
+Everything is created on first use, so that MOSS_LAB_HOME is read when the app is built,
+not when this module is imported (tests set it per module).
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from moss_lab.labels import LabelStore, PairPool
+from moss_lab.runs import RunManager
+
+PLOT_METRICS = {  # metric name in metrics.jsonl -> plot title
+    "reward/score": "Reward-model score",
+    "reward/gold": "Gold score (true quality)",
+    "objective/kl": "KL to the reference",
+    "objective/entropy": "Entropy",
+    "response/length": "Response length (tokens)",
+}
+
+
+@dataclass
+class Lab:
+    store: LabelStore
+    runs: RunManager
+    pool: PairPool
+    _policies: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def policy(self, name: str):
+        """(model, tokenizer) for a policy name or folder, loaded once and kept."""
+        from moss_lab.models import load_policy
+
+        with self._lock:
+            if name not in self._policies:
+                self._policies[name] = load_policy(name, device="cpu")
+            return self._policies[name]
+
+    def close(self) -> None:
+        self.pool.close(timeout=5)
+        self.store.close()
+
+
+_LAB: Lab | None = None
+
+
+def get_lab() -> Lab:
+    global _LAB
+    if _LAB is None:
+        _LAB = Lab(LabelStore(), RunManager(), PairPool("toy", size=16))
+    return _LAB
+
+
+def reset_lab() -> None:
+    """Forget the shared objects (tests: a fresh data home per app)."""
+    global _LAB
+    if _LAB is not None:
+        _LAB.close()
+    _LAB = None
+
+
+def gpu_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def metric_frame(rows: list[dict], metric: str, x: str = "iteration",
+                 label: str | None = None) -> pd.DataFrame:
+    """One metric as a (x, value[, run]) table for gr.LinePlot; rows without it are skipped."""
+    data = [{"x": r.get(x, i + 1), "value": float(r[metric])}
+            for i, r in enumerate(rows)
+            if isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])]
+    frame = pd.DataFrame(data, columns=["x", "value"])
+    if label is not None:
+        frame["run"] = label
+    return frame
+
+
+def fmt(value, digits: int = 3) -> str:
+    """A number for a table cell ('' for missing)."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)

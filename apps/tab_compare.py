@@ -1,0 +1,92 @@
+"""The Compare tab: one prompt, two responses side by side, from the same policy or from
+two (base vs a PPO run's checkpoint). Blind mode hides which model wrote which until you
+pick the better one."""
+from __future__ import annotations
+
+import random
+
+import gradio as gr
+
+from moss_lab.sampling import generate
+from moss_lab.toyworld import format_prompt, gold_score, sample_prompts, topic_of
+
+from .context import get_lab
+from .tab_ppo import policy_choices
+
+EXAMPLES = [p.replace("Human:", "").replace("Assistant:", "").strip()
+            for p in sample_prompts(12, seed=7)]
+
+
+def _gold(prompt: str, response: str, ended: bool) -> str:
+    if not topic_of(prompt):
+        return ""
+    return f" · gold {gold_score(prompt, response, ended).total:.2f}"
+
+
+def compare(question: str, policy_a: str, policy_b: str, blind: bool, max_tokens: float):
+    question = (question or "").strip()
+    if not question:
+        raise gr.Error("Type or pick a prompt first.")
+    if not policy_a or not policy_b:
+        raise gr.Error("Pick two policies (they may be the same).")
+    prompt = question if question.startswith("Human:") else format_prompt(question)
+    out = []
+    for name in (policy_a, policy_b):
+        try:
+            model, tokenizer = get_lab().policy(name)
+        except Exception as err:  # a missing or broken checkpoint: say which
+            raise gr.Error(f"Could not load policy {name!r}: {err}")
+        s = generate(model, tokenizer, [prompt], max_new_tokens=int(max_tokens or 40))
+        out.append((name, s.responses[0], s.ended[0]))
+    if blind:
+        random.shuffle(out)
+    labels = [f"Response {i + 1}" if blind else f"{_label(n)}{_gold(prompt, r, e)}"
+              for i, (n, r, e) in enumerate(out)]
+    reveal = {"prompt": prompt, "out": out}
+    return (gr.update(value=out[0][1], label=labels[0]), gr.update(value=out[1][1], label=labels[1]),
+            reveal, "" if not blind else "*Which one is better? Pick, then see who wrote it.*")
+
+
+def pick(which: int, reveal: dict | None) -> str:
+    if not reveal:
+        raise gr.Error("Generate two responses first.")
+    lines = []
+    for i, (name, response, ended) in enumerate(reveal["out"]):
+        mark = " ← your pick" if i == which else ""
+        lines.append(f"**Response {i + 1}**: {_label(name)}{_gold(reveal['prompt'], response, ended)}{mark}")
+    return "\n\n".join(lines)
+
+
+def _label(policy: str) -> str:
+    return dict((v, k) for k, v in policy_choices()).get(policy, policy)
+
+
+def build() -> dict:
+    with gr.Row():
+        question = gr.Dropdown(EXAMPLES, value=EXAMPLES[0], allow_custom_value=True,
+                               label="Prompt (pick one or type your own)", scale=3)
+        max_tokens = gr.Number(40, label="Max new tokens", precision=0, scale=1)
+    with gr.Row():
+        policy_a = gr.Dropdown(policy_choices(), value="toy", label="Policy 1",
+                               allow_custom_value=True)
+        policy_b = gr.Dropdown(policy_choices(), value="toy", label="Policy 2",
+                               allow_custom_value=True, elem_id="compare-policy-b")
+        refresh = gr.Button("↻ checkpoints", size="sm", scale=0, min_width=120)
+    with gr.Row():
+        blind = gr.Checkbox(False, label="Blind mode (hide the names until you pick)")
+        b_gen = gr.Button("Generate", variant="primary", elem_id="compare-generate")
+    with gr.Row(equal_height=True):
+        out_1 = gr.Textbox(label="Response 1", lines=5, interactive=False, elem_id="compare-1")
+        out_2 = gr.Textbox(label="Response 2", lines=5, interactive=False, elem_id="compare-2")
+    with gr.Row():
+        pick_1 = gr.Button("1 is better", size="sm")
+        pick_2 = gr.Button("2 is better", size="sm")
+    revealed = gr.Markdown()
+    reveal = gr.State(None)
+    b_gen.click(compare, [question, policy_a, policy_b, blind, max_tokens],
+                [out_1, out_2, reveal, revealed], api_name="compare")
+    pick_1.click(lambda r: pick(0, r), reveal, revealed, api_visibility="private")
+    pick_2.click(lambda r: pick(1, r), reveal, revealed, api_visibility="private")
+    refresh.click(lambda: (gr.update(choices=policy_choices()),) * 2, None, [policy_a, policy_b],
+                  api_visibility="private")
+    return {"policy_a": policy_a, "policy_b": policy_b}

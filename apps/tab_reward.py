@@ -1,0 +1,138 @@
+"""The Reward model tab: train on the stored labels (plus simulated ones), live curves,
+and score any prompt/response by hand. Training is moss_lab.reward.train_reward_model,
+run by the run manager (moss_lab.runs.reward_job)."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import gradio as gr
+
+from moss_lab.paths import models_dir
+from moss_lab.runs import QueueFullError, RunError, reward_job, validate_name
+from moss_lab.toyworld import format_prompt, gold_score, topic_of
+
+from . import watch
+from .context import fmt, get_lab, gpu_available
+
+METRICS = {"loss": "Training loss", "train/accuracy": "Training accuracy",
+           "eval/acc_labels": "Held-out accuracy (labels)",
+           "eval/acc_gold": "Held-out accuracy (gold)"}
+
+_RMS: dict = {}  # folder -> (model, tokenizer), loaded once
+_RM_LOCK = threading.Lock()
+
+
+def labels_summary() -> str:
+    p = get_lab().store.progress()
+    return (f"**{p['pairwise']}** A/B votes and {p['by_choice']['tie']} ties are stored; "
+            "ties are used only when 'include ties' is on. Top them up with pairs labelled by "
+            "the simulated annotator (two samples of the base model per prompt).")
+
+
+def rm_choices() -> list[tuple[str, str]]:
+    out = [(f"reward run {r.name}", str(r.path / "model")) for r in get_lab().runs.list()
+           if r.kind == "reward" and (r.path / "model" / "config.json").is_file()]
+    for folder in sorted(models_dir().glob("toy-rm-*")):  # the PPO tab's cached toy RM
+        if (folder / "config.json").is_file():
+            out.append((f"cached {folder.name}", str(folder)))
+    return out
+
+
+def launch(name, simulated, noise, epochs, lr, batch_size, include_ties):
+    problems = []
+    try:
+        name = validate_name(name)
+    except RunError as err:
+        problems.append(str(err))
+    if lr is None or not math.isfinite(lr) or not 0 < lr <= 1:
+        problems.append(f"learning rate must be in (0, 1], got {lr}")
+    for label, v, low in (("epochs", epochs, 1), ("batch size", batch_size, 2),
+                          ("simulated pairs", simulated, 0)):
+        if v is None or v != int(v) or v < low:
+            problems.append(f"{label} must be a whole number >= {low}, got {v}")
+    if not problems and simulated > 20000:
+        problems.append("at most 20000 simulated pairs")
+    if problems:
+        raise gr.Error("Not launched: " + "; ".join(problems))
+    config = {"reward": {"epochs": int(epochs), "lr": float(lr), "batch_size": int(batch_size)},
+              "labels_db": str(get_lab().store.path), "include_ties": bool(include_ties),
+              "simulated": int(simulated), "noise": float(noise)}
+    try:
+        get_lab().runs.submit(name, "reward", config, reward_job,
+                              device="cuda" if gpu_available() else "cpu")
+    except (QueueFullError, RunError) as err:
+        raise gr.Error(f"Not launched: {err}")
+    gr.Info(f"Reward-model run {name} queued.", duration=4)
+    return (name, watch.status_line(name, x="step", total_key="-"), None,
+            time.strftime("rm-%m%d-%H%M%S"))
+
+
+def score_by_hand(folder: str, prompt: str, response: str) -> str:
+    from moss_lab.reward import load_reward_model
+    from moss_lab.scoring import score
+
+    if not folder:
+        raise gr.Error("Pick a reward model (train one above first).")
+    if not (prompt or "").strip() or not (response or "").strip():
+        raise gr.Error("Type a prompt and a response.")
+    prompt = prompt if prompt.lstrip().startswith("Human:") else format_prompt(prompt)
+    with _RM_LOCK:
+        if folder not in _RMS:
+            _RMS[folder] = load_reward_model(folder, device="cpu")
+        model, tokenizer = _RMS[folder]
+        r = score(model, tokenizer, [prompt], [response.strip()])[0].item()
+    text = f"Reward-model score: **{r:.3f}**"
+    if topic_of(prompt):
+        g = gold_score(prompt, response.strip())
+        text += (f" · gold score: **{g.total:.2f}** (" +
+                 ", ".join(f"{k} {fmt(v, 2)}" for k, v in g.as_dict().items() if k != "total") + ")")
+    return text
+
+
+def build(demo: gr.Blocks) -> dict:
+    watched, seen = gr.State(None), gr.State(None)
+    summary = gr.Markdown(labels_summary)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            name = gr.Textbox(label="Run name", value=lambda: time.strftime("rm-%m%d-%H%M%S"))
+            simulated = gr.Number(500, label="Simulated pairs to add", precision=0)
+            noise = gr.Slider(0, 3, value=1.0, step=0.1, label="Simulated annotator noise")
+            epochs = gr.Number(3, label="Epochs", precision=0)
+            lr = gr.Number(1e-3, label="Learning rate")
+            batch = gr.Number(64, label="Batch size (pairs)", precision=0)
+            ties = gr.Checkbox(False, label="Include ties (label smoothing 0.5)")
+            with gr.Row():
+                b_train = gr.Button("Train reward model", variant="primary", elem_id="rm-launch")
+                b_stop = gr.Button("Stop", variant="stop", elem_id="rm-stop")
+        with gr.Column(scale=3):
+            status = gr.Markdown(watch.status_line(None), elem_id="rm-status")
+            plots = []
+            with gr.Row():
+                for m, title in METRICS.items():
+                    plots.append(gr.LinePlot(x="x", y="value", title=title, x_title="step",
+                                             y_title=m, height=220, min_width=200))
+    gr.Markdown("### Score by hand")
+    with gr.Row():
+        rm = gr.Dropdown(rm_choices(), label="Reward model", allow_custom_value=True, scale=2)
+        b_refresh = gr.Button("↻", size="sm", scale=0, min_width=40)
+    with gr.Row():
+        prompt = gr.Textbox(label="Prompt (a question; 'Human: ... Assistant: ' is added)",
+                            value="tell me about cats .")
+        response = gr.Textbox(label="Response", value="happy to help . cats purr when they are happy .")
+    b_score = gr.Button("Score")
+    scored = gr.Markdown()
+
+    b_train.click(launch, [name, simulated, noise, epochs, lr, batch, ties],
+                  [watched, status, seen, name], api_name="rm_launch")
+    b_stop.click(watch.stop, watched, status, api_visibility="private")
+    b_refresh.click(lambda: gr.update(choices=rm_choices()), None, rm, api_visibility="private")
+    b_score.click(score_by_hand, [rm, prompt, response], scored, api_name="rm_score")
+    timer = gr.Timer(1.0)
+    timer.tick(lambda w, s: watch.tick(w, s, list(METRICS), "step", "-"), [watched, seen],
+               [status, *plots, seen], show_progress="hidden", concurrency_limit=None,
+               api_visibility="private")
+    demo.load(lambda: (watch.latest_run("reward"), labels_summary()), None, [watched, summary],
+              api_visibility="private")
+    return {"summary": summary, "rm": rm}

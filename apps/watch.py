@@ -1,0 +1,70 @@
+"""Following one run live: a status line and curves, refreshed by a gr.Timer.
+
+Both training tabs (Reward model, PPO) use this. The run folder is the truth
+(moss_lab.runs); a tick re-reads it and sends nothing when nothing changed.
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+from moss_lab.runs import RunError, read_metrics
+
+from .context import get_lab, metric_frame
+
+ICONS = {"queued": "…", "running": "▶", "finished": "✔", "stopped": "■",
+         "failed": "✖", "interrupted": "!"}
+
+
+def status_line(name: str | None, rows: list[dict] | None = None, x: str = "iteration",
+                total_key: str = "iterations") -> str:
+    if not name:
+        return "<span class='run-status'>No run yet: fill in the form and start one.</span>"
+    try:
+        info = get_lab().runs.get(name)
+    except RunError as err:
+        return f"<span class='run-status'>{err}</span>"
+    rows = read_metrics(info.path) if rows is None else rows
+    where = ""
+    if rows:
+        total = info.config.get(total_key)
+        where = f" · {x} {rows[-1].get(x, len(rows))}" + (f" of {total}" if total else "")
+    text = f"{ICONS.get(info.state, '')} Run **{name}**: {info.state}{where} · {len(rows)} points"
+    if info.reason and info.state in ("failed", "interrupted"):
+        text += f"\n\n**Why:** {info.reason}"
+    return f"<span class='run-status' data-state='{info.state}' data-points='{len(rows)}'>{text}</span>"
+
+
+def tick(name: str | None, seen, metrics: list[str], x: str, total_key: str):
+    """(status, *plots, seen) for a timer tick; gr.skip() everywhere when unchanged."""
+    if not name:
+        return (status_line(None), *[gr.skip()] * len(metrics), None)
+    try:
+        info = get_lab().runs.get(name)
+    except RunError:
+        return (status_line(name), *[gr.skip()] * len(metrics), None)
+    rows = read_metrics(info.path)
+    now = [name, info.state, len(rows)]
+    if now == seen:
+        return (gr.skip(), *[gr.skip()] * len(metrics), seen)
+    if seen and seen[0] == name and seen[1] != info.state and info.state == "failed":
+        gr.Warning(f"Run {name} failed: {info.reason}")
+    plots = [metric_frame(rows, m, x=x) for m in metrics]
+    return (status_line(name, rows, x, total_key), *plots, now)
+
+
+def latest_run(kind: str) -> str | None:
+    """The run of this kind to show when a page opens: an active one, else the newest."""
+    runs = [r for r in get_lab().runs.list() if r.kind == kind]
+    active = [r for r in runs if r.state in ("running", "queued")]
+    pick = active or runs
+    return pick[0].name if pick else None
+
+
+def stop(name: str | None) -> str:
+    if not name:
+        raise gr.Error("There is no run to stop.")
+    if not get_lab().runs.stop(name):
+        gr.Warning(f"Run {name} is not running.")
+    else:
+        gr.Info(f"Stopping {name} after its current iteration.", duration=4)
+    return status_line(name)

@@ -1,0 +1,486 @@
+"""The human-feedback label store: one SQLite row per vote (Lab 01 and the app's Label tab).
+
+A *pair* is a prompt with two responses, A and B, sampled from a policy. Annotators see
+the two side by side in a random left/right order (recorded in `shown_left`) and vote:
+
+    A         response A is better           (Chatbot Arena: "A is better")
+    B         response B is better
+    tie       both are about as good
+    both_bad  neither is acceptable
+    skip      the annotator did not judge it
+
+`choice` always names the *stored* response (A = response_a), whatever side it was shown
+on, so swapping the display order never changes the meaning of a row.
+
+Every vote is written at once (SQLite in WAL mode, so the app can read while it writes).
+Export to prompt/chosen/rejected keeps only A/B votes; ties are left out unless
+`include_ties=True`, which exports them with `tie=True` (chosen = A, rejected = B, an
+arbitrary order a tie-aware loss must ignore); both_bad and skip are never exported.
+
+Agreement measures (Lab 01):
+    gold agreement   fraction of A/B votes on toy prompts that pick the response with the
+                     higher `toyworld.gold_score` (gold ties are left out)
+    Cohen's kappa    two annotators:  k = (p_o - p_e) / (1 - p_e)
+    Fleiss' kappa    several:         k = (P_bar - P_e) / (1 - P_e)
+"""
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from .paths import labels_db
+from .toyworld import gold_score, sample_prompts, topic_of
+
+CHOICES = ("A", "B", "tie", "both_bad", "skip")
+JUDGED = ("A", "B", "tie", "both_bad")  # the categories kappa is computed over
+MAX_IMPORT_BYTES = 20 * 1024 * 1024  # a bigger upload is refused before it is read
+
+
+class LabelError(ValueError):
+    """A vote or an import that cannot be stored (the message says why)."""
+
+
+@dataclass
+class Pair:
+    """Two responses to one prompt, waiting for a vote."""
+
+    id: str
+    prompt: str
+    response_a: str
+    response_b: str
+    ended_a: bool = True
+    ended_b: bool = True
+    source_a: str | None = None  # the policy (or run) that wrote each response
+    source_b: str | None = None
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pairs (
+    id TEXT PRIMARY KEY, prompt TEXT NOT NULL, response_a TEXT NOT NULL,
+    response_b TEXT NOT NULL, ended_a INTEGER NOT NULL DEFAULT 1,
+    ended_b INTEGER NOT NULL DEFAULT 1, source_a TEXT, source_b TEXT,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS votes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pair_id TEXT NOT NULL REFERENCES pairs(id),
+    prompt TEXT NOT NULL, response_a TEXT NOT NULL, response_b TEXT NOT NULL,
+    shown_left TEXT CHECK (shown_left IN ('A', 'B')),  -- NULL for imported labels
+    choice TEXT NOT NULL CHECK (choice IN ('A', 'B', 'tie', 'both_bad', 'skip')),
+    annotator TEXT NOT NULL, created_at REAL NOT NULL,
+    source_a TEXT, source_b TEXT, source TEXT
+);
+CREATE INDEX IF NOT EXISTS votes_by_annotator ON votes (annotator, id);
+CREATE INDEX IF NOT EXISTS votes_by_pair ON votes (pair_id);
+"""
+
+
+def display_to_choice(display: str, shown_left: str) -> str:
+    """Turn a vote on the screen ('left', 'right', 'tie', ...) into a stored choice."""
+    if display in ("left", "right"):
+        right = "B" if shown_left == "A" else "A"
+        return shown_left if display == "left" else right
+    return display
+
+
+class LabelStore:
+    """Votes and pairs in one SQLite file (default: `moss_lab.paths.labels_db()`)."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else labels_db()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection shared by the app's threads, serialised by a lock: simple, and
+        # a vote is a single short transaction.
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # safe with WAL, much faster
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _query(self, sql: str, args=()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # --- pairs -------------------------------------------------------------------------
+    def add_pair(self, pair: Pair) -> Pair:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO pairs VALUES (?,?,?,?,?,?,?,?,?)",
+                (pair.id, pair.prompt, pair.response_a, pair.response_b, int(pair.ended_a),
+                 int(pair.ended_b), pair.source_a, pair.source_b, time.time()))
+        return pair
+
+    def get_pair(self, pair_id: str) -> Pair | None:
+        rows = self._query("SELECT * FROM pairs WHERE id = ?", (pair_id,))
+        return _pair(rows[0]) if rows else None
+
+    def pending_pair(self, annotator: str, overlap: int = 2) -> Pair | None:
+        """The oldest stored pair this annotator has not voted on and fewer than
+        `overlap` people have: shown before fresh pairs, so that several people label
+        the same pairs (that is what inter-annotator agreement needs)."""
+        rows = self._query(
+            """SELECT p.* FROM pairs p
+               WHERE NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id
+                                 AND v.annotator = ?)
+                 AND (SELECT COUNT(DISTINCT annotator) FROM votes v
+                      WHERE v.pair_id = p.id) < ?
+               ORDER BY p.created_at LIMIT 1""", (annotator, overlap))
+        return _pair(rows[0]) if rows else None
+
+    # --- votes -------------------------------------------------------------------------
+    def record_vote(self, pair: Pair, choice: str, annotator: str, shown_left: str | None,
+                    source: str = "app") -> int:
+        """Store one vote at once; return its row id. Bad input raises LabelError."""
+        annotator = (annotator or "").strip()
+        if not annotator:
+            raise LabelError("enter your annotator name before voting")
+        if len(annotator) > 64:
+            raise LabelError("the annotator name is too long (64 characters at most)")
+        if choice not in CHOICES:
+            raise LabelError(f"unknown choice {choice!r}; expected one of {', '.join(CHOICES)}")
+        if shown_left not in ("A", "B", None):
+            raise LabelError(f"shown_left must be 'A', 'B' or None, not {shown_left!r}")
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._insert_vote(pair, choice, annotator, shown_left, source, time.time())
+                row_id = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return row_id
+
+    def _insert_vote(self, pair, choice, annotator, shown_left, source, created_at) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO pairs VALUES (?,?,?,?,?,?,?,?,?)",
+            (pair.id, pair.prompt, pair.response_a, pair.response_b, int(pair.ended_a),
+             int(pair.ended_b), pair.source_a, pair.source_b, created_at))
+        self._db.execute(
+            "INSERT INTO votes (pair_id, prompt, response_a, response_b, shown_left, choice,"
+            " annotator, created_at, source_a, source_b, source)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (pair.id, pair.prompt, pair.response_a, pair.response_b, shown_left, choice,
+             annotator, created_at, pair.source_a, pair.source_b, source))
+
+    def undo_last(self, annotator: str) -> dict | None:
+        """Delete this annotator's most recent vote; return it (None if there is none)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM votes WHERE annotator = ? ORDER BY id DESC LIMIT 1",
+                ((annotator or "").strip(),)).fetchone()
+            if row is None:
+                return None
+            self._db.execute("DELETE FROM votes WHERE id = ?", (row["id"],))
+        return dict(row)
+
+    def votes(self, annotator: str | None = None) -> list[dict]:
+        if annotator is None:
+            rows = self._query("SELECT * FROM votes ORDER BY id")
+        else:
+            rows = self._query("SELECT * FROM votes WHERE annotator = ? ORDER BY id",
+                               (annotator.strip(),))
+        return [dict(r) for r in rows]
+
+    def count(self) -> int:
+        return self._query("SELECT COUNT(*) FROM votes")[0][0]
+
+    def progress(self, annotator: str | None = None) -> dict:
+        """Vote counts: total, per choice, for one annotator, and how many people voted."""
+        by_choice = {c: 0 for c in CHOICES}
+        for row in self._query("SELECT choice, COUNT(*) FROM votes GROUP BY choice"):
+            by_choice[row[0]] = row[1]
+        mine = 0
+        if annotator:
+            mine = self._query("SELECT COUNT(*) FROM votes WHERE annotator = ?",
+                               (annotator.strip(),))[0][0]
+        annotators = self._query("SELECT COUNT(DISTINCT annotator) FROM votes")[0][0]
+        return {"total": sum(by_choice.values()), "by_choice": by_choice, "mine": mine,
+                "annotators": annotators, "pairwise": by_choice["A"] + by_choice["B"]}
+
+    # --- agreement ---------------------------------------------------------------------
+    def gold_agreement(self, annotator: str | None = None) -> dict:
+        """How often A/B votes on toy prompts pick the response the gold score prefers."""
+        agree = n = 0
+        for v in self.votes(annotator):
+            if v["choice"] not in ("A", "B") or topic_of(v["prompt"]) is None:
+                continue
+            ended = self._ended(v["pair_id"])
+            g_a = gold_score(v["prompt"], v["response_a"], ended[0]).total
+            g_b = gold_score(v["prompt"], v["response_b"], ended[1]).total
+            if g_a == g_b:
+                continue  # gold has no preference: nothing to agree with
+            n += 1
+            agree += (v["choice"] == "A") == (g_a > g_b)
+        return {"agreement": agree / n if n else None, "n": n}
+
+    def _ended(self, pair_id: str) -> tuple[bool, bool]:
+        rows = self._query("SELECT ended_a, ended_b FROM pairs WHERE id = ?", (pair_id,))
+        return (bool(rows[0][0]), bool(rows[0][1])) if rows else (True, True)
+
+    def inter_annotator(self) -> dict:
+        """Kappa over pairs judged by two or more people (skips left out; each person's
+        latest vote on a pair counts). Two annotators: Cohen; more: Fleiss."""
+        latest: dict[str, dict[str, str]] = {}
+        for v in self.votes():
+            if v["choice"] in JUDGED:
+                latest.setdefault(v["pair_id"], {})[v["annotator"]] = v["choice"]
+        shared = {p: by for p, by in latest.items() if len(by) >= 2}
+        people = sorted({a for by in shared.values() for a in by})
+        if not shared:
+            return {"kappa": None, "method": None, "pairs": 0, "annotators": len(people)}
+        if len(people) == 2:
+            a, b = people
+            kappa = cohen_kappa([by[a] for by in shared.values()],
+                                [by[b] for by in shared.values()])
+            method = "cohen"
+        else:
+            table = [[Counter(by.values())[c] for c in JUDGED] for by in shared.values()]
+            kappa, method = fleiss_kappa(table), "fleiss"
+        return {"kappa": kappa, "method": method, "pairs": len(shared), "annotators": len(people)}
+
+    # --- export / import ---------------------------------------------------------------
+    def preferences(self, include_ties: bool = False) -> list:
+        """The votes as `moss_lab.preferences.Preference` records (see the module doc)."""
+        from .preferences import Preference
+
+        out = []
+        for v in self.votes():
+            a, b = v["response_a"], v["response_b"]
+            if a == b or not a.strip() or not b.strip():
+                continue  # not a comparison (the pair pool never makes these)
+            ended_a, ended_b = self._ended(v["pair_id"])
+            if v["choice"] == "A":
+                chosen, rejected, tie, ends = a, b, False, (ended_a, ended_b)
+            elif v["choice"] == "B":
+                chosen, rejected, tie, ends = b, a, False, (ended_b, ended_a)
+            elif v["choice"] == "tie" and include_ties:
+                chosen, rejected, tie, ends = a, b, True, (ended_a, ended_b)
+            else:
+                continue
+            out.append(Preference(prompt=v["prompt"], chosen=chosen, rejected=rejected,
+                                  tie=tie, annotator=v["annotator"], source=v["source"],
+                                  created_at=_iso(v["created_at"]),
+                                  chosen_ended=ends[0], rejected_ended=ends[1]))
+        return out
+
+    def export_jsonl(self, path: str | Path, include_ties: bool = False) -> int:
+        """Write prompt/chosen/rejected JSONL (atomic); return the number of records."""
+        from .preferences import write_jsonl
+
+        prefs = self.preferences(include_ties)
+        write_jsonl(prefs, path)
+        return len(prefs)
+
+    def to_dataset(self, include_ties: bool = False):
+        """The exported records as a `datasets.Dataset` (prompt, chosen, rejected)."""
+        from .preferences import to_dataset
+
+        return to_dataset(self.preferences(include_ties))
+
+    def import_file(self, path: str | Path, annotator: str | None = None,
+                    fmt: str = "auto", source: str | None = None) -> int:
+        """Import a prompt/chosen/rejected JSONL or an Anthropic HH JSONL file.
+
+        The whole file is validated first; a malformed file stores nothing (LabelError
+        names the problem). Each record becomes a pair (A = chosen) with an 'A' vote, or
+        a 'tie' vote for records with tie=True. Returns the number of votes stored.
+        """
+        from .preferences import PreferenceError, read_hh_jsonl, read_jsonl
+
+        path = Path(path)
+        size = path.stat().st_size
+        if size > MAX_IMPORT_BYTES:
+            raise LabelError(f"{path.name} is {size / 2**20:.1f} MB; the import limit is "
+                             f"{MAX_IMPORT_BYTES // 2**20} MB")
+        if fmt == "auto":
+            fmt = sniff_format(path)
+        try:
+            prefs = read_hh_jsonl(path) if fmt == "hh" else read_jsonl(path)
+        except (PreferenceError, ValueError, UnicodeDecodeError) as err:
+            raise LabelError(f"{path.name} was not imported: {err}") from err
+        if not prefs:
+            raise LabelError(f"{path.name} holds no preference records")
+        source = source or f"import:{path.name}"
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for p in prefs:
+                    who = (annotator or p.annotator or "imported").strip() or "imported"
+                    pair = Pair(uuid.uuid4().hex[:12], p.prompt, p.chosen, p.rejected,
+                                p.chosen_ended, p.rejected_ended, p.source, p.source)
+                    self._insert_vote(pair, "tie" if p.tie else "A", who, None, source, now)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return len(prefs)
+
+
+def sniff_format(path: str | Path) -> str:
+    """'hh' when the first record has chosen/rejected but no prompt, else 'jsonl'."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    first = json.loads(line)
+                except json.JSONDecodeError:
+                    return "jsonl"  # read_jsonl reports the bad line
+                if isinstance(first, dict) and "prompt" not in first and "chosen" in first:
+                    return "hh"
+                return "jsonl"
+    return "jsonl"
+
+
+def _pair(row: sqlite3.Row) -> Pair:
+    return Pair(row["id"], row["prompt"], row["response_a"], row["response_b"],
+                bool(row["ended_a"]), bool(row["ended_b"]), row["source_a"], row["source_b"])
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+# ---------------------------------------------------------------------------------------
+# Agreement statistics
+# ---------------------------------------------------------------------------------------
+def cohen_kappa(labels_1: list, labels_2: list) -> float:
+    """Cohen's kappa of two annotators on the same items.
+
+    k = (p_o - p_e) / (1 - p_e), with p_o the observed agreement and
+    p_e = sum_c p_1(c) p_2(c) the agreement expected by chance from each one's marginals.
+    """
+    if len(labels_1) != len(labels_2) or not labels_1:
+        raise ValueError("need two equally long, non-empty label lists")
+    n = len(labels_1)
+    p_o = sum(x == y for x, y in zip(labels_1, labels_2)) / n
+    c1, c2 = Counter(labels_1), Counter(labels_2)
+    p_e = sum(c1[c] * c2[c] for c in c1) / n**2
+    return 1.0 if p_e == 1 else (p_o - p_e) / (1 - p_e)
+
+
+def fleiss_kappa(table: list[list[int]]) -> float:
+    """Fleiss' kappa from a table of counts: table[i][j] = raters who put item i in class j.
+
+    P_i   = (sum_j n_ij^2 - n_i) / (n_i (n_i - 1))     agreement on item i
+    p_j   = sum_i n_ij / sum_i n_i                      share of class j
+    k     = (mean_i P_i - sum_j p_j^2) / (1 - sum_j p_j^2)
+
+    Items may have different numbers of raters n_i (>= 2); with a constant n this is
+    exactly Fleiss (1971).
+    """
+    rows = [r for r in table if sum(r) >= 2]
+    if not rows:
+        raise ValueError("need at least one item rated by two or more people")
+    p_items = [(sum(x * x for x in r) - sum(r)) / (sum(r) * (sum(r) - 1)) for r in rows]
+    total = sum(sum(r) for r in rows)
+    p_classes = [sum(r[j] for r in rows) / total for j in range(len(rows[0]))]
+    p_bar = sum(p_items) / len(p_items)
+    p_e = sum(p * p for p in p_classes)
+    return 1.0 if p_e == 1 else (p_bar - p_e) / (1 - p_e)
+
+
+# ---------------------------------------------------------------------------------------
+# Pairs to label: two policy samples per prompt, generated ahead of time
+# ---------------------------------------------------------------------------------------
+class PairPool:
+    """A small stock of fresh pairs, refilled in a background thread, so that the next
+    pair appears at once after a vote instead of after a generation.
+
+    `sample(prompts) -> (responses, ended)` draws one response per prompt; by default it
+    loads `policy` with `moss_lab.models.load_policy` and calls `moss_lab.sampling.generate`.
+    """
+
+    def __init__(self, policy: str = "toy", size: int = 8, max_new_tokens: int = 40,
+                 seed: int = 0, sample=None):
+        self.policy, self.size, self.max_new_tokens = policy, size, max_new_tokens
+        self._rng = random.Random(seed)
+        self._sample = sample
+        self._pairs: deque[Pair] = deque()
+        self._lock = threading.Lock()
+        self._wanted = threading.Event()
+        self._filled = threading.Condition(self._lock)
+        self.error: str | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def _default_sampler(self):
+        from .models import load_policy
+        from .sampling import generate
+
+        model, tokenizer = load_policy(self.policy, device="cpu")
+        return lambda prompts: (lambda s: (s.responses, s.ended))(
+            generate(model, tokenizer, prompts, max_new_tokens=self.max_new_tokens))
+
+    def start(self) -> "PairPool":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True, name="pair-pool")
+            self._thread.start()
+            self._wanted.set()
+        return self
+
+    def _run(self) -> None:
+        try:
+            if self._sample is None:
+                self._sample = self._default_sampler()
+            while not self._closed:
+                self._wanted.wait()
+                self._wanted.clear()
+                while len(self._pairs) < self.size and not self._closed:
+                    self._add(self.make_pairs(self.size - len(self._pairs)))
+        except Exception as err:  # shown in the app instead of a silent empty pool
+            with self._lock:
+                self.error = f"could not sample pairs from {self.policy!r}: {err}"
+                self._filled.notify_all()
+
+    def make_pairs(self, n: int) -> list[Pair]:
+        """n new pairs: each prompt sampled twice in one batch."""
+        prompts = sample_prompts(n, seed=self._rng.randrange(2**31))
+        responses, ended = self._sample(prompts + prompts)
+        return [Pair(uuid.uuid4().hex[:12], p, responses[i], responses[n + i],
+                     bool(ended[i]), bool(ended[n + i]), self.policy, self.policy)
+                for i, p in enumerate(prompts)
+                # identical or empty responses are no comparison: drop them
+                if responses[i] != responses[n + i] and responses[i].strip()
+                and responses[n + i].strip()]
+
+    def _add(self, pairs: list[Pair]) -> None:
+        with self._lock:
+            self._pairs.extend(pairs)
+            self._filled.notify_all()
+
+    def get(self, timeout: float = 120.0) -> Pair:
+        """The next fresh pair (waits while the pool is first filled)."""
+        self.start()
+        with self._lock:
+            if not self._filled.wait_for(lambda: self._pairs or self.error, timeout):
+                raise TimeoutError("no pair was generated in time")
+            if self.error and not self._pairs:
+                raise RuntimeError(self.error)
+            pair = self._pairs.popleft()
+        self._wanted.set()
+        return pair
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the refill thread (after the batch it is sampling, if any)."""
+        self._closed = True
+        self._wanted.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __len__(self) -> int:
+        return len(self._pairs)

@@ -1,0 +1,212 @@
+"""The app, driven through its API with gradio_client against a launched server.
+
+The module gets its own data home (labels and runs) before the app opens its store; the
+base models are shared with the other tests through a symlink, so nothing is rebuilt.
+"""
+import json
+import os
+import socket
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+gradio_client = pytest.importorskip("gradio_client")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning",
+                                        "ignore:.*no_silent_downcasting:Warning",
+                                        "ignore:The copy keyword:Warning")
+
+# short PPO runs on the oracle reward (no reward model to build): seconds on a laptop
+SWITCHES = ["reward normalisation", "advantage normalisation", "token-level KL penalty",
+            "gradient clipping (1.0)"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def isolated_home(tmp: Path) -> Path:
+    """A fresh data home whose models/ is the shared test models folder."""
+    shared = Path(os.environ["MOSS_LAB_HOME"]) / "models"
+    shared.mkdir(parents=True, exist_ok=True)
+    (tmp / "models").symlink_to(shared.resolve(), target_is_directory=True)
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """(client, url, home): the app launched on a free port with its own data home."""
+    from apps import context, lab_app
+
+    home = isolated_home(tmp_path_factory.mktemp("app-home"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MOSS_LAB_HOME", str(home))
+        context.reset_lab()
+        demo_app, url, _ = lab_app.launch(port=free_port(), prevent_thread_lock=True)
+        client = gradio_client.Client(url, verbose=False)
+        yield client, url, home
+        client.close()
+        lab_app.gr.close_all()
+        context.reset_lab()
+
+
+def stored_votes(home: Path):
+    with sqlite3.connect(home / "labels.sqlite") as db:
+        return db.execute("SELECT annotator, choice, shown_left FROM votes ORDER BY id").fetchall()
+
+
+def ppo_args(name, iterations=3, lr=3e-4, batch=8):
+    # name, preset, policy, reward, device, switches, kl, lr, iterations, batch, minibatch, tokens
+    return [name, "toy-fast", "toy", "gold", "cpu", SWITCHES, 0.05, lr, iterations, batch,
+            batch, 8]
+
+
+def wait_status(client, name, predicate, timeout=120):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        status = client.predict(name, api_name="/run_status")
+        if predicate(status):
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"run {name} did not get there in time: {status['state']}")
+
+
+# --- labels -------------------------------------------------------------------------------
+def test_vote_is_a_row_in_sqlite(app):
+    client, _, home = app
+    prompt, left, right, progress, _ = client.predict("ada", api_name="/start")
+    assert prompt.startswith("**Prompt:**") and left and right and left != right
+    client.predict("ada", api_name="/vote_left")
+    client.predict("ada", api_name="/vote_tie")
+    rows = stored_votes(home)
+    assert [(a, c if c == "tie" else "A/B") for a, c, _ in rows] == [("ada", "A/B"), ("ada", "tie")]
+    assert rows[0][2] in ("A", "B")  # the side response A was shown on is recorded
+    *_, progress = client.predict("ada", api_name="/undo")
+    assert "**1** by you" in progress and len(stored_votes(home)) == 1
+
+
+def test_vote_without_a_name_is_refused(app):
+    client, _, home = app
+    before = stored_votes(home)
+    with pytest.raises(Exception, match="annotator name"):
+        client.predict("   ", api_name="/vote_left")
+    assert stored_votes(home) == before
+
+
+def test_export_is_valid_jsonl(app):
+    from moss_lab.preferences import read_jsonl
+
+    client, _, _ = app
+    client.predict("bob", api_name="/start")
+    client.predict("bob", api_name="/vote_right")
+    path, message = client.predict(False, api_name="/export_jsonl")
+    prefs = read_jsonl(path)
+    assert len(prefs) >= 2 and message.startswith(f"Exported {len(prefs)} pairs")
+    assert all(p.prompt.startswith("Human:") and p.chosen != p.rejected for p in prefs)
+
+
+def test_import_validates_the_whole_file(app, tmp_path):
+    client, _, home = app
+    before = len(stored_votes(home))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p"}\n')
+    with pytest.raises(Exception, match="line 2"):
+        client.predict(gradio_client.handle_file(str(bad)), "auto", "ada", api_name="/import_labels")
+    assert len(stored_votes(home)) == before
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"}) + "\n")
+    message, _ = client.predict(gradio_client.handle_file(str(good)), "auto", "teacher",
+                                api_name="/import_labels")
+    assert message.startswith("Imported 1 ") and len(stored_votes(home)) == before + 1
+
+
+def test_oversized_import_is_refused(app, tmp_path, monkeypatch):
+    from moss_lab import labels
+
+    client, _, home = app
+    monkeypatch.setattr(labels, "MAX_IMPORT_BYTES", 64)  # the server runs in this process
+    big = tmp_path / "big.jsonl"
+    big.write_text(json.dumps({"prompt": "p", "chosen": "a" * 100, "rejected": "b"}) + "\n")
+    before = len(stored_votes(home))
+    with pytest.raises(Exception, match="limit"):
+        client.predict(gradio_client.handle_file(str(big)), "auto", "ada", api_name="/import_labels")
+    assert len(stored_votes(home)) == before
+
+
+# --- PPO runs -------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, lr, match", [("../evil", 3e-4, "invalid run name"),
+                                             ("ok-name", -1, "learning rate")])
+def test_bad_launch_is_refused_and_nothing_created(app, name, lr, match):
+    client, _, home = app
+    with pytest.raises(Exception, match=match):
+        client.predict(*ppo_args(name, lr=lr), api_name="/ppo_launch")
+    assert not (home / "runs" / "ok-name").exists() and not (home / "evil").exists()
+
+
+def test_ppo_run_streams_metrics_then_finishes(app):
+    client, _, home = app
+    client.predict(*ppo_args("short", iterations=3), api_name="/ppo_launch")
+    status = wait_status(client, "short", lambda s: len(s["metrics"]) >= 1)
+    assert status["state"] in ("running", "finished")
+    status = wait_status(client, "short", lambda s: s["state"] == "finished")
+    assert [r["iteration"] for r in status["metrics"]] == [1, 2, 3]
+    assert all(k in status["metrics"][-1] for k in ("reward/score", "reward/gold", "objective/kl"))
+    assert (home / "runs" / "short" / "policy" / "config.json").is_file()
+    table = client.predict(None, None, "reward/score", api_name="/runs_table")[0]
+    assert "short" in json.dumps(table)
+
+
+def test_stop_and_a_full_queue(app):
+    from apps.context import get_lab
+
+    client, _, home = app
+    client.predict(*ppo_args("long", iterations=500), api_name="/ppo_launch")
+    wait_status(client, "long", lambda s: s["state"] == "running")
+    limit = get_lab().runs.queue_limit
+    for i in range(limit):  # they wait behind "long": one run per device
+        client.predict(*ppo_args(f"waiting-{i}"), api_name="/ppo_launch")
+    with pytest.raises(Exception, match="queue is full"):
+        client.predict(*ppo_args("one-too-many"), api_name="/ppo_launch")
+    assert not (home / "runs" / "one-too-many").exists()
+    for i in range(limit):
+        client.predict(f"waiting-{i}", api_name="/stop_run")
+    client.predict("long", api_name="/stop_run")
+    status = wait_status(client, "long", lambda s: s["state"] == "stopped")
+    assert len(status["metrics"]) < 500
+    assert all(client.predict(f"waiting-{i}", api_name="/run_status")["state"] == "stopped"
+               for i in range(limit))
+
+
+# --- reward model ----------------------------------------------------------------------------
+def test_reward_model_trains_on_stored_labels_and_scores_by_hand(app):
+    client, _, home = app
+    # name, simulated pairs, noise, epochs, lr, batch size, include ties
+    with pytest.raises(Exception, match="learning rate"):
+        client.predict("rm-bad", 0, 1.0, 1, -1, 16, False, api_name="/rm_launch")
+    client.predict("rm-short", 48, 1.0, 1, 1e-3, 16, False, api_name="/rm_launch")
+    status = wait_status(client, "rm-short", lambda s: s["state"] in ("finished", "failed"))
+    assert status["state"] == "finished", status["reason"]
+    assert status["kind"] == "reward" and any("loss" in row for row in status["metrics"])
+    config = json.loads((home / "runs" / "rm-short" / "config.json").read_text())
+    stored_pairs = sum(c in ("A", "B") for _, c, _ in stored_votes(home))
+    assert config["n_train"] + config["n_eval"] == 48 + stored_pairs  # labels + simulated
+    text = client.predict(str(home / "runs" / "rm-short" / "model"), "tell me about cats .",
+                          "cats purr when they are happy .", api_name="/rm_score")
+    assert text.startswith("Reward-model score:") and "gold score" in text
+
+
+def test_compare_two_policies_blind_and_named(app):
+    client, _, _ = app
+    one, two, note = client.predict("tell me about cats .", "toy", "toy", False, 12,
+                                    api_name="/compare")
+    assert one["label"].startswith("toy base model · gold") and isinstance(two["value"], str)
+    assert note == ""
+    one, _, note = client.predict("tell me about cats .", "toy", "toy", True, 12,
+                                  api_name="/compare")
+    assert one["label"] == "Response 1" and "Which one is better" in note  # names hidden
+    with pytest.raises(Exception, match="Could not load policy"):
+        client.predict("tell me about cats .", "toy", "/no/such/folder", False, 12,
+                       api_name="/compare")

@@ -1,0 +1,163 @@
+"""The app in a real browser: Debian's chromium driven by Playwright for Python.
+
+Labels five pairs with the keyboard, launches a short PPO run and watches the reward
+plot gain points, presses Stop, and saves a screenshot of every tab to test-artifacts/.
+"""
+import os
+import re
+import socket
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="needs Debian's chromium at /usr/bin/chromium "
+                              "(apt-get install chromium; .ci/browser-deps does it in CI)"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
+                               "ignore:.*no_silent_downcasting:Warning",
+                               "ignore:The copy keyword:Warning"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def isolated_home(tmp: Path) -> Path:
+    """A fresh data home whose models/ is the shared test models folder (nothing rebuilt)."""
+    shared = Path(os.environ["MOSS_LAB_HOME"]) / "models"
+    shared.mkdir(parents=True, exist_ok=True)
+    (tmp / "models").symlink_to(shared.resolve(), target_is_directory=True)
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    """(page, home): a chromium page on the app, launched with its own data home."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from apps import context, lab_app
+
+    home = isolated_home(tmp_path_factory.mktemp("browser-home"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MOSS_LAB_HOME", str(home))
+        context.reset_lab()
+        _, url, _ = lab_app.launch(port=free_port(), prevent_thread_lock=True)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+            pg.set_default_timeout(60_000)
+            pg.goto(url)
+            yield pg, home
+            browser.close()
+        lab_app.gr.close_all()
+        context.reset_lab()
+
+
+def count_votes(home: Path) -> int:
+    with sqlite3.connect(home / "labels.sqlite") as db:
+        return db.execute("SELECT COUNT(*) FROM votes WHERE annotator = 'ada'").fetchone()[0]
+
+
+def my_votes_on_screen(pg) -> int:
+    match = re.match(r"(\d+) by you", pg.locator("#label-count").inner_text())
+    return int(match.group(1)) if match else 0
+
+
+def status_text(pg, tab="ppo") -> str:
+    return pg.locator(f"#{tab}-status").inner_text()
+
+
+def plot_points(pg, plot="#ppo-plot-score") -> int:
+    """Vertices of the line vega drew in the plot's SVG (0 when nothing is drawn)."""
+    return pg.evaluate("""(sel) => {
+        const path = document.querySelector(sel + ' .mark-line path');
+        const d = path ? path.getAttribute('d') || '' : '';
+        return d ? (d.match(/[ML]/g) || []).length : 0; }""", plot)
+
+
+def test_label_five_pairs_with_the_keyboard(page):
+    pg, home = page
+    pg.wait_for_function("() => document.querySelector('#label-left textarea')?.value.length > 0")
+    name_box = pg.locator("#annotator textarea, #annotator input").first
+    name_box.click()
+    pg.keyboard.press("1")  # typing in a field is not a vote
+    assert count_votes(home) == 0
+    name_box.fill("ada")
+    pg.locator("h1").first.click()  # leave the name box: keys are shortcuts again
+    for n, key in enumerate("12341", start=1):
+        before = pg.locator("#label-prompt").inner_text() + pg.locator("#label-left textarea").input_value()
+        pg.keyboard.press(key)
+        pg.wait_for_function("(n) => (document.querySelector('#label-count')?.textContent || '')"
+                             ".startsWith(n + ' by you')", arg=n)
+        after = pg.locator("#label-prompt").inner_text() + pg.locator("#label-left textarea").input_value()
+        assert after != before  # the next pair is on screen
+    assert my_votes_on_screen(pg) == 5 and count_votes(home) == 5
+    pg.keyboard.press("u")  # undo takes the last vote back
+    pg.wait_for_function("() => document.querySelector('#label-count')?.textContent.startsWith('4 by you')")
+    assert count_votes(home) == 4
+    pg.keyboard.press("1")
+    pg.wait_for_function("() => document.querySelector('#label-count')?.textContent.startsWith('5 by you')")
+    assert count_votes(home) == 5
+    pg.wait_for_function("() => document.querySelector('#label-stats')?.textContent.includes('gold annotator')")
+    pg.screenshot(path=str(ARTIFACTS / "tab-label.png"), full_page=True)
+    pg.reload()  # the name is remembered by the browser, the count by the store
+    pg.wait_for_function("() => document.querySelector('#annotator textarea, #annotator input')?.value === 'ada'")
+    pg.wait_for_function("() => document.querySelector('#label-count')?.textContent.startsWith('5 by you')")
+
+
+def test_ppo_run_plots_live_and_stops(page):
+    pg, home = page
+    pg.get_by_role("tab", name="PPO").click()
+    pg.locator("#ppo-name input, #ppo-name textarea").first.fill("browser-ppo")
+    for field, value in (("iterations", "400"), ("batch", "8"), ("minibatch", "8")):
+        pg.locator(f"#ppo-{field} input").fill(value)
+    pg.click("#ppo-launch")
+    pg.wait_for_function("() => document.querySelector('#ppo-status')?.textContent.includes('browser-ppo')")
+    # the reward plot gains points while the run is going
+    end = time.monotonic() + 120
+    first = 0
+    while time.monotonic() < end and first < 2:
+        first = plot_points(pg)
+        time.sleep(0.2)
+    assert first >= 2, status_text(pg)
+    end = time.monotonic() + 60
+    while time.monotonic() < end and plot_points(pg) <= first:
+        time.sleep(0.2)
+    assert plot_points(pg) > first, status_text(pg)
+    assert "running" in status_text(pg)
+    pg.wait_for_function("() => document.querySelectorAll('#ppo-samples tbody tr').length > 0")
+    pg.screenshot(path=str(ARTIFACTS / "tab-ppo.png"), full_page=True)
+    pg.click("#ppo-stop")
+    pg.wait_for_function("() => document.querySelector('#ppo-status')?.textContent.includes(': stopped')",
+                         timeout=120_000)
+    assert '"state": "stopped"' in (home / "runs" / "browser-ppo" / "status.json").read_text()
+    points = int(re.search(r"(\d+) points", status_text(pg)).group(1))
+    assert 2 <= points < 400
+
+
+def test_screenshots_of_the_other_tabs(page):
+    pg, _ = page
+    pg.get_by_role("tab", name="Runs").click()
+    pg.wait_for_function("() => document.querySelector('#runs-table')?.textContent.includes('browser-ppo')")
+    pg.screenshot(path=str(ARTIFACTS / "tab-runs.png"), full_page=True)
+    pg.click("#runs-to-compare")  # the stopped run's checkpoint goes to Compare
+    pg.wait_for_function("() => document.querySelector('#compare-policy-b input')?.value.includes('browser-ppo')")
+    pg.click("#compare-generate")
+    pg.wait_for_function("() => document.querySelector('#compare-2 textarea')?.value.length > 0")
+    pg.screenshot(path=str(ARTIFACTS / "tab-compare.png"), full_page=True)
+    pg.get_by_role("tab", name="Reward model").click()
+    pg.get_by_text("Score by hand").wait_for()
+    pg.screenshot(path=str(ARTIFACTS / "tab-reward.png"), full_page=True)

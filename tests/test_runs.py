@@ -1,0 +1,134 @@
+"""The run manager: queueing, stopping, failures, and state read back from the folders."""
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from moss_lab.runs import (QueueFullError, RunError, RunManager, read_metrics,
+                           validate_name, write_json)
+
+
+def wait_for(predicate, timeout=20.0):
+    """Poll until predicate() is true (the jobs run in threads)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    raise AssertionError("condition not reached in time")
+
+
+def counting_job(steps=3, gate=None):
+    """A job that reports `steps` metric rows, waiting on `gate` before each one."""
+    def job(run_dir, config, on_metrics, should_stop):
+        for i in range(steps):
+            if gate is not None:
+                gate.wait()
+            if should_stop():
+                return {"steps": i}
+            on_metrics({"step": i, "reward/score": float(i) * config["scale"]})
+        return {"steps": steps}
+    return job
+
+
+@pytest.fixture
+def manager(tmp_path):
+    return RunManager(tmp_path / "runs", per_device=1, queue_limit=2)
+
+
+def test_run_writes_its_folder_and_finishes(manager):
+    run_dir = manager.submit("demo", "toy", {"scale": 2.0}, counting_job(), writes_metrics=False)
+    wait_for(lambda: manager.get("demo").state == "finished")
+    info = manager.get("demo")
+    assert json.loads((run_dir / "config.json").read_text()) == {
+        "kind": "toy", "device": "cpu", "scale": 2.0}
+    assert [r["reward/score"] for r in read_metrics(run_dir)] == [0.0, 2.0, 4.0]
+    assert info.final == {"steps": 3} and info.reason is None
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "..", "", " ", ".hidden", "a\\b", "x" * 65])
+def test_bad_run_names_are_refused(manager, name):
+    with pytest.raises(RunError):
+        manager.submit(name, "toy", {"scale": 1.0}, counting_job())
+    assert list(manager.root.iterdir()) == []
+
+
+def test_names_that_are_fine():
+    assert validate_name(" ppo-beta_0.05 ") == "ppo-beta_0.05"
+
+
+def test_duplicate_name_is_refused(manager):
+    manager.submit("same", "toy", {"scale": 1.0}, counting_job())
+    with pytest.raises(RunError, match="exists"):
+        manager.submit("same", "toy", {"scale": 1.0}, counting_job())
+
+
+def test_one_run_per_device_and_a_bounded_queue(manager):
+    gate = threading.Event()
+    manager.submit("r1", "toy", {"scale": 1.0}, counting_job(gate=gate))
+    wait_for(lambda: manager.get("r1").state == "running")
+    manager.submit("r2", "toy", {"scale": 1.0}, counting_job(gate=gate))
+    manager.submit("r3", "toy", {"scale": 1.0}, counting_job(gate=gate))
+    assert [manager.get(n).state for n in ("r1", "r2", "r3")] == ["running", "queued", "queued"]
+    with pytest.raises(QueueFullError, match="full"):
+        manager.submit("r4", "toy", {"scale": 1.0}, counting_job())
+    assert not (manager.root / "r4").exists()
+    gate.set()
+    wait_for(lambda: all(manager.get(n).state == "finished" for n in ("r1", "r2", "r3")))
+
+
+def test_stop_is_seen_by_the_job(manager):
+    gate = threading.Event()
+    manager.submit("long", "toy", {"scale": 1.0}, counting_job(steps=1000, gate=gate))
+    manager.submit("waiting", "toy", {"scale": 1.0}, counting_job(gate=gate))
+    wait_for(lambda: manager.get("long").state == "running")
+    assert manager.stop("waiting") and manager.get("waiting").state == "stopped"
+    assert manager.stop("long")
+    gate.set()
+    wait_for(lambda: manager.get("long").state == "stopped")
+    assert manager.get("long").final == {"steps": 0}
+    wait_for(lambda: manager.get("waiting").state == "stopped")
+    assert not manager.stop("long")  # not active any more
+
+
+def test_a_failing_job_reports_why(manager):
+    def broken(run_dir, config, on_metrics, should_stop):
+        raise ValueError("learning rate must be positive")
+
+    manager.submit("bad", "toy", {}, broken)
+    wait_for(lambda: manager.get("bad").state == "failed")
+    assert manager.get("bad").reason == "ValueError: learning rate must be positive"
+    assert "Traceback" in json.loads((manager.root / "bad" / "status.json").read_text())["traceback"]
+
+
+def test_state_survives_a_restart_and_dead_runs_show_as_interrupted(manager, tmp_path):
+    manager.submit("done", "toy", {"scale": 1.0}, counting_job())
+    wait_for(lambda: manager.get("done").state == "finished")
+    # a run left "running" by a process that is gone (pid of a finished child)
+    ghost = manager.root / "ghost"
+    ghost.mkdir()
+    write_json(ghost / "config.json", {"kind": "ppo"})
+    child = subprocess.Popen(["true"])
+    child.wait()
+    pid = child.pid
+    write_json(ghost / "status.json", {"state": "running", "pid": pid, "created_at": 1.0})
+    # a run "running" in this process but unknown to any manager (the app restarted)
+    orphan = manager.root / "orphan"
+    orphan.mkdir()
+    write_json(orphan / "config.json", {"kind": "ppo"})
+    write_json(orphan / "status.json", {"state": "queued", "pid": os.getpid()})
+
+    fresh = RunManager(manager.root)  # what a restarted app sees
+    states = {r.name: (r.state, r.reason) for r in fresh.list()}
+    assert states["done"] == ("finished", None)
+    assert states["ghost"][0] == "interrupted" and "app stopped" in states["ghost"][1]
+    assert states["orphan"][0] == "interrupted"
+    assert fresh.list()[-1].name == "orphan"  # newest first; no created_at sorts last
+
+
+def test_unknown_run(manager):
+    with pytest.raises(RunError, match="no run"):
+        manager.get("missing")
