@@ -4,13 +4,12 @@ The module gets its own data home (labels and runs) before the app opens its sto
 base models are shared with the other tests through a symlink, so nothing is rebuilt.
 """
 import json
-import os
-import socket
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
+from app_helpers import free_port, isolated_home
 
 gradio_client = pytest.importorskip("gradio_client")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning",
@@ -20,20 +19,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning",
 # short PPO runs on the oracle reward (no reward model to build): seconds on a laptop
 SWITCHES = ["reward normalisation", "advantage normalisation", "token-level KL penalty",
             "gradient clipping (1.0)"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def isolated_home(tmp: Path) -> Path:
-    """A fresh data home whose models/ is the shared test models folder."""
-    shared = Path(os.environ["MOSS_LAB_HOME"]) / "models"
-    shared.mkdir(parents=True, exist_ok=True)
-    (tmp / "models").symlink_to(shared.resolve(), target_is_directory=True)
-    return tmp
 
 
 @pytest.fixture(scope="module")

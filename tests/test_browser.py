@@ -3,14 +3,13 @@
 Labels five pairs with the keyboard, launches a short PPO run and watches the reward
 plot gain points, presses Stop, and saves a screenshot of every tab to test-artifacts/.
 """
-import os
 import re
-import socket
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
+from app_helpers import free_port, isolated_home
 
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,20 +26,6 @@ pytestmark = [
                                "ignore:.*no_silent_downcasting:Warning",
                                "ignore:The copy keyword:Warning"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def isolated_home(tmp: Path) -> Path:
-    """A fresh data home whose models/ is the shared test models folder (nothing rebuilt)."""
-    shared = Path(os.environ["MOSS_LAB_HOME"]) / "models"
-    shared.mkdir(parents=True, exist_ok=True)
-    (tmp / "models").symlink_to(shared.resolve(), target_is_directory=True)
-    return tmp
 
 
 @pytest.fixture(scope="module")
