@@ -129,6 +129,27 @@ def rm():
     return model.eval(), tokenizer
 
 
+def test_reward_model_uses_the_fused_gelu_with_the_base_models_outputs(rm):
+    """init_reward_model swaps GPT-2's Python gelu_new for the fused tanh GELU (speed):
+    the same function, so the body computes what the base model computes."""
+    from transformers import AutoModelForSequenceClassification
+
+    from moss_lab.models import build_toy_model
+
+    model, tokenizer = rm
+    assert model.config.activation_function == "gelu_pytorch_tanh"
+    torch.manual_seed(0)
+    slow = AutoModelForSequenceClassification.from_pretrained(build_toy_model("xs"), num_labels=1).eval()
+    assert slow.config.activation_function == "gelu_new"
+    pairs = make_pairs(6)
+    batch = scoring.reward_inputs(tokenizer, [p.prompt for p in pairs], [p.chosen for p in pairs])
+    with torch.no_grad():
+        fast_h = model.base_model(**batch).last_hidden_state
+        slow_h = slow.base_model(**batch).last_hidden_state
+    assert torch.allclose(fast_h, slow_h, atol=1e-5)
+    assert fast_h.abs().max() > 0.1  # not a degenerate comparison
+
+
 def test_pair_loss_scores_the_same_way_as_scoring(rm):
     """Training reads prompt + response + <eos> exactly like moss_lab.scoring (used by PPO)."""
     model, tokenizer = rm

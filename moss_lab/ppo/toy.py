@@ -19,12 +19,12 @@ from .. import toyworld
 from ..models import build_toy_model, resolve_toy
 from ..paths import models_dir
 
-TOY_RM_VERSION = 2
+TOY_RM_VERSION = 3
 TOY_RM_PAIRS = 4000
 
 
 def toy_reward_model_dir(policy: str = "toy", seed: int = 0, n_pairs: int = TOY_RM_PAIRS) -> Path:
-    """Folder of the toy reward model for a toy policy (trained on first use, ~30 s)."""
+    """Folder of the toy reward model for a toy policy (trained on first use, ~45 s)."""
     size = resolve_toy(policy) or "xs"
     target = models_dir() / f"toy-rm-{size}-seed{seed}-n{n_pairs}-v{TOY_RM_VERSION}"
     if (target / "rm_info.json").is_file():
