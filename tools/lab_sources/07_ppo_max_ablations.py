@@ -21,8 +21,9 @@
 #
 # One caution before the numbers: each run here is **one seed, 25 iterations**. How much
 # do seeds alone move the result? We ran PPO-max with seeds 0-3: the final gold score
-# (mean of the last 5 iterations) ranged from 1.14 to 1.23 and the best from 1.54 to 1.73.
-# Differences smaller than about 0.2 between two runs below are noise.
+# (mean of the last 5 iterations) ranged from 1.45 to 1.68 and the best from 1.66 to 1.95.
+# Differences smaller than about 0.25 between two runs below are noise. (The figures in
+# this lab's text are from our run; yours may differ a little.)
 
 # %%
 import copy
@@ -129,15 +130,15 @@ for name, result in results.items():
 # %% [markdown]
 # ## What to read in them
 #
-# * **No KL penalty**: the gold score climbs with the others at first, then falls while
-#   the KL keeps growing, far past every other run (note the log scale). Nothing holds the
-#   policy near the text the reward model was trained on, and it drifts into what the
-#   reward model over-scores. Late in the run the entropy climbs back up: the policy is
-#   leaving the base model's grammar (lab 08 shows the text). This is MOSS's pattern
-#   collapse, and the subject of lab 08.
+# * **No KL penalty**: the gold score climbs with the others at first, then falls in the
+#   second half (in our run from about 1.7 to 0.8) while the KL keeps growing, to about
+#   twice PPO-max's (note the log scale). Nothing holds the policy near the text the
+#   reward model was trained on, and it drifts into what the reward model over-scores
+#   (lab 08 shows the text). This is the start of MOSS's pattern collapse, and the
+#   subject of lab 08.
 # * **Reward scale without normalisation**: with the reward model's scores x10 and no
-#   normalisation or clipping, the run never gets the early gain and slides down while its
-#   KL grows faster than PPO-max's. Two reasons: the KL penalty (still $\beta = 0.05$ per
+#   normalisation or clipping, the run gets the early gain but then slides down (in our
+#   run it ended lowest of all) while its KL grows as fast as the no-KL run's. Two reasons: the KL penalty (still $\beta = 0.05$ per
 #   nat) is now ten times weaker relative to the score, and the critic must predict
 #   returns ten times larger, while value clipping lets it move only 0.2 per update, so
 #   the advantages are mostly critic error. With `reward_norm` on, the same x10 reward
@@ -146,9 +147,9 @@ for name, result in results.items():
 # * **Value clipping** makes no difference here beyond the seed noise: a 123k-parameter
 #   critic fitted on 64 responses per iteration does not take wild steps.
 # * **A fresh critic without pre-training** starts with values that are noise, so the first
-#   advantages are mostly noise too; in our run it stayed behind PPO-max for most of the
-#   run and ended lower by more than the seed spread. MOSS saw the critic tricks matter
-#   more on 7B models, where a bad critic update is expensive to undo.
+#   advantages are mostly noise too; in our run it started lowest and lagged PPO-max at
+#   times, but ended within the seed spread. MOSS saw the critic tricks matter more on 7B
+#   models, where a bad critic update is expensive to undo.
 #
 # PPO-max does not make every curve go up faster; it makes runs *predictable*: the same
 # recipe works across reward scales and seeds, and the KL stays where you put it.
