@@ -12,8 +12,8 @@ import torch
 
 def reward_inputs(tokenizer, prompts: list[str], responses: list[str], device=None) -> dict:
     """Tokenize prompt + response + <eos>, left-padded; input_ids, attention_mask, position_ids."""
-    ids = [tokenizer(p + r).input_ids + [tokenizer.eos_token_id]
-           for p, r in zip(prompts, responses)]
+    texts = [p + r for p, r in zip(prompts, responses)]
+    ids = [seq + [tokenizer.eos_token_id] for seq in tokenizer(texts).input_ids]
     width = max(map(len, ids))
     pad = tokenizer.pad_token_id
     input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
