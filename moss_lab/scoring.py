@@ -10,6 +10,12 @@ from __future__ import annotations
 import torch
 
 
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that count real tokens only (0, 1, 2, ... from the first non-pad token),
+    so that left padding does not shift a sequence's positions."""
+    return (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+
+
 def reward_inputs(tokenizer, prompts: list[str], responses: list[str], device=None) -> dict:
     """Tokenize prompt + response + <eos>, left-padded; input_ids, attention_mask, position_ids."""
     texts = [p + r for p, r in zip(prompts, responses)]
@@ -20,9 +26,7 @@ def reward_inputs(tokenizer, prompts: list[str], responses: list[str], device=No
     for row, seq in enumerate(ids):
         input_ids[row, width - len(seq):] = torch.tensor(seq)
     mask = (input_ids != pad).long()
-    # positions count real tokens only, so left padding does not shift them
-    position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
-    batch = {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids}
+    batch = {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids(mask)}
     return {k: v.to(device) for k, v in batch.items()} if device is not None else batch
 
 

@@ -121,6 +121,8 @@ def test_twenty_iterations_raise_gold_and_write_the_run(tmp_path):
     samples = read_jsonl(run / "samples.jsonl")
     assert {s["iteration"] for s in samples} == {1, 5, 10, 15, 20}
     assert {"prompt", "response", "score", "gold", "ended"} <= set(samples[0])
+    for s in samples:
+        assert s["gold"] == toyworld.gold_score(s["prompt"], s["response"], s["ended"]).total
     assert json.loads((run / "config.json").read_text()) == PPOConfig(
         iterations=20, sample_every=5).to_dict()
     assert json.loads((run / "result.json").read_text())["status"] == "finished"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..scoring import position_ids
 from .losses import entropy_from_logits, token_logprobs
 
 
@@ -43,9 +44,8 @@ class Rollout:
 def sequence_inputs(prompt_ids, prompt_mask, response_ids, response_mask) -> dict:
     """input_ids, attention_mask and position_ids for prompt + response."""
     mask = torch.cat([prompt_mask, response_mask.to(prompt_mask.dtype)], dim=1)
-    position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
     return {"input_ids": torch.cat([prompt_ids, response_ids], dim=1),
-            "attention_mask": mask, "position_ids": position_ids}
+            "attention_mask": mask, "position_ids": position_ids(mask)}
 
 
 def _cache_kwarg(model) -> str:
@@ -89,7 +89,7 @@ def sample(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_t
     B = prompt_ids.shape[0]
     cache_arg = _cache_kwarg(model)
     attn = prompt_mask.clone()
-    pos = (attn.cumsum(dim=1) - 1).clamp(min=0)
+    pos = position_ids(attn)
     out = model(input_ids=prompt_ids, attention_mask=attn, position_ids=pos, use_cache=True,
                 **_keep_last(model, 1))
     next_pos = pos[:, -1:] + 1

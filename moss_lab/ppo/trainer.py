@@ -25,6 +25,7 @@ import torch
 
 from .. import toyworld
 from ..device import set_cpu_threads
+from ..scoring import position_ids
 from .advantages import gae, whiten
 from .config import PPOConfig
 from .kl import AdaptiveKLController, FixedKLController, kl_estimate
@@ -102,6 +103,7 @@ def train_ppo(config: PPOConfig | None = None, run_dir: str | Path | None = None
             from .toy import toy_ptx_texts
             ptx_texts = toy_ptx_texts(4096, config.seed)
         ptx_ids = tokenizer(ptx_texts, return_tensors="pt", padding=True).to(device)
+        ptx_ids["position_ids"] = position_ids(ptx_ids.attention_mask)  # once, not per step
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -179,8 +181,8 @@ def train_ppo(config: PPOConfig | None = None, run_dir: str | Path | None = None
                         rows = torch.randint(len(ptx_ids.input_ids), (config.ptx_batch_size,),
                                              generator=gen).to(device)
                         ids, m = ptx_ids.input_ids[rows], ptx_ids.attention_mask[rows]
-                        pos = (m.cumsum(1) - 1).clamp(min=0)
-                        logits = model(input_ids=ids, attention_mask=m, position_ids=pos).logits
+                        logits = model(input_ids=ids, attention_mask=m,
+                                       position_ids=ptx_ids.position_ids[rows]).logits
                         ptx = ptx_loss(logits, ids, m)
                         loss = loss + config.ptx_coef * ptx
                         stats.setdefault("policy/ptx_loss", []).append(ptx.item())
@@ -257,6 +259,7 @@ def train_ppo(config: PPOConfig | None = None, run_dir: str | Path | None = None
                 "response/perplexity": math.exp(-(batch.logp.sum() / n_tok).item()),
                 "response/ref_perplexity": math.exp(-(batch.ref_logp.sum() / n_tok).item()),
             }
+            gold = None
             if has_gold(batch.prompts):
                 gold = [toyworld.gold_score(p, r, bool(e)).total for p, r, e
                         in zip(batch.prompts, batch.responses, batch.ended.tolist())]
@@ -277,8 +280,7 @@ def train_ppo(config: PPOConfig | None = None, run_dir: str | Path | None = None
                 with open(run_dir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(row) + "\n")
                 if it == 1 or it % max(1, config.sample_every) == 0:
-                    _write_samples(run_dir, it, batch, row.get("reward/gold") is not None,
-                                   config.n_samples)
+                    _write_samples(run_dir, it, batch, gold, config.n_samples)
                 if config.save_every and it % config.save_every == 0:
                     _save(model, tokenizer, run_dir / "checkpoints" / f"iter-{it:04d}")
             if on_metrics is not None:
@@ -305,14 +307,14 @@ def train_ppo(config: PPOConfig | None = None, run_dir: str | Path | None = None
                      run_dir, elapsed)
 
 
-def _write_samples(run_dir: Path, it: int, batch: Rollout, gold: bool, n: int) -> None:
+def _write_samples(run_dir: Path, it: int, batch: Rollout, gold: list[float] | None,
+                   n: int) -> None:
     with open(run_dir / "samples.jsonl", "a") as f:
         for i in range(min(n, len(batch.prompts))):
             rec = {"iteration": it, "prompt": batch.prompts[i], "response": batch.responses[i],
                    "score": batch.scores[i].item(), "ended": bool(batch.ended[i])}
-            if gold:
-                rec["gold"] = toyworld.gold_score(batch.prompts[i], batch.responses[i],
-                                                  rec["ended"]).total
+            if gold is not None:
+                rec["gold"] = gold[i]
             f.write(json.dumps(rec) + "\n")
 
 
