@@ -5,14 +5,13 @@ and reopening the page shows the newest run again.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 
 import gradio as gr
 import pandas as pd
 
-from moss_lab.runs import QueueFullError, RunError, ppo_job, validate_name
+from moss_lab.runs import QueueFullError, RunError, ppo_job, read_jsonl, validate_name
 
 from . import watch
 from .context import PLOT_METRICS, fmt, get_lab, gpu_available
@@ -121,16 +120,11 @@ def samples_table(name: str | None) -> pd.DataFrame:
     if not name:
         return pd.DataFrame(columns=cols)
     try:
-        path = get_lab().runs.get(name).path / "samples.jsonl"
-        lines = path.read_text().splitlines()[-8:] if path.is_file() else []
+        samples = read_jsonl(get_lab().runs.get(name).path / "samples.jsonl")[-8:]
     except RunError:
-        lines = []
+        samples = []
     rows = []
-    for line in reversed(lines):
-        try:
-            s = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for s in reversed(samples):
         prompt = s["prompt"].replace("Human:", "").replace("Assistant:", "").strip()
         rows.append([s["iteration"], prompt, s["response"], fmt(s.get("score"), 2),
                      fmt(s.get("gold"), 2)])

@@ -87,11 +87,12 @@ def read_json(path: Path, default=None):
         return default
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    """The rows of metrics.jsonl (a half-written last line is ignored)."""
+def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSON-lines file a run is still writing: a half-written last line is
+    skipped, and a missing file has no rows."""
     rows = []
     try:
-        with open(Path(run_dir) / "metrics.jsonl", encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             for line in f:
                 try:
                     rows.append(json.loads(line))
@@ -100,6 +101,11 @@ def read_metrics(run_dir: Path) -> list[dict]:
     except FileNotFoundError:
         pass
     return rows
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl."""
+    return read_jsonl(Path(run_dir) / "metrics.jsonl")
 
 
 def append_metrics(run_dir: Path, row: dict) -> None:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from moss_lab.runs import (QueueFullError, RunError, RunManager, read_metrics,
+from moss_lab.runs import (QueueFullError, RunError, RunManager, read_jsonl, read_metrics,
                            validate_name, write_json)
 
 
@@ -47,6 +47,14 @@ def test_run_writes_its_folder_and_finishes(manager):
         "kind": "toy", "device": "cpu", "scale": 2.0}
     assert [r["reward/score"] for r in read_metrics(run_dir)] == [0.0, 2.0, 4.0]
     assert info.final == {"steps": 3} and info.reason is None
+
+
+def test_read_jsonl_skips_a_half_written_line(tmp_path):
+    # a run appends rows while the app reads them: the last line may be cut mid-write
+    path = tmp_path / "samples.jsonl"
+    path.write_text('{"iteration": 1}\n{"iteration": 2}\n{"iterat')
+    assert read_jsonl(path) == [{"iteration": 1}, {"iteration": 2}]
+    assert read_jsonl(tmp_path / "missing.jsonl") == []
 
 
 @pytest.mark.parametrize("name", ["../evil", "a/b", "..", "", " ", ".hidden", "a\\b", "x" * 65])
