@@ -20,6 +20,8 @@ from . import toyworld
 PRESETS: dict[str, tuple[int, int, int]] = {
     "xs": (2, 64, 4),   # ~0.12M parameters: the laptop default
     "s": (4, 128, 4),   # ~0.83M parameters: better reward models, ~4x slower
+    "xs-deep": (4, 64, 4),  # ~0.22M: xs with twice the layers; a reward model needs the
+                            # depth (the prompt's topic and repeats), benchmarks/reward_model.py
 }
 
 

@@ -50,6 +50,14 @@ def test_pretraining_is_deterministic_given_a_seed():
     assert not torch.equal(a.transformer.wte.weight, c.transformer.wte.weight)
 
 
+@pytest.mark.parametrize("size", sorted(pretrain.PRESETS))
+def test_every_size_preset_has_a_toy_name_and_its_shape(size):
+    n_layer, n_embd, n_head = pretrain.PRESETS[size]
+    assert models.resolve_toy(f"toy-{size}") == size
+    config = pretrain.make_model(build_toy_tokenizer(), size).config
+    assert (config.n_layer, config.n_embd, config.n_head) == (n_layer, n_embd, n_head)
+
+
 def test_load_from_local_folder_offline(tmp_path):
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     tok = build_toy_tokenizer()
