@@ -190,6 +190,19 @@ def test_each_config_remedy_changes_the_batch_loss_as_its_formula_says(rm):
     assert loss_of(center_coef=0.3) == pytest.approx(base + 0.3 * center, abs=1e-5)
 
 
+def test_eager_attention_scores_like_the_default():
+    """attn_implementation="eager" is a speed option only: same weights, same scores."""
+    default, tokenizer = reward.init_reward_model("toy", seed=0)
+    eager, _ = reward.init_reward_model("toy", seed=0, attn_implementation="eager")
+    assert eager.config._attn_implementation == "eager"
+    assert default.config._attn_implementation != "eager"
+    pairs = make_pairs(8)
+    prompts, responses = [p.prompt for p in pairs], [p.chosen for p in pairs]
+    torch.testing.assert_close(scoring.score(eager, tokenizer, prompts, responses),
+                               scoring.score(default, tokenizer, prompts, responses),
+                               rtol=0, atol=1e-5)
+
+
 def test_lm_term_is_the_base_models_next_token_loss_on_chosen(rm):
     """With lm_coef the loss adds the causal LM loss of the (tied-head) base model."""
     from transformers import AutoModelForCausalLM
