@@ -1,19 +1,37 @@
-"""Benchmark: how well, and how fast, does the default reward model learn the toy world?
+"""Benchmark: how well, and how fast, does a reward model learn the toy world?
 
-    python benchmarks/reward_model.py [--pairs 4000] [--eval-pairs 1000] [--noise 1.0]
+    python benchmarks/reward_model.py [--setup default|target] [--seed 0]
+                                      [--pairs N] [--threads N] [--noise 0.6]
                                       [--set epochs=3 --set lr=2e-3 ...]
 
-Samples `pairs` training pairs and `eval-pairs` held-out pairs (other prompts, other
-seeds) from the toy base model, labels them with the simulated annotator, trains a reward
-model with RewardConfig() (plus any --set overrides) and reports held-out accuracy
-against the labels and against the gold score. The clock covers pair generation and
-training (the base models are built and cached before it starts).
+Samples `pairs` training pairs and `eval-pairs` (1000) held-out pairs (other prompts,
+other seeds) from the toy base model, labels them with the simulated annotator, trains a
+reward model and reports held-out accuracy against the labels and against the gold score.
+The clock covers pair generation and training (the base models are built and cached
+before it starts). The annotator's noise defaults to 0.6: it then agrees with gold on
+~0.90 of the pairs, the condition of the target in issue 3. The last line is JSON.
 
-Target (issue 3): acc_gold >= 0.85 in <= 60 s on 2 CPU cores. The last line is JSON.
-Measured on a quiet moment of the shared 2-core machine, default config (toy xs, 7 epochs,
-lr 2e-3, frozen embeddings, fused GELU): 51.4 s (10.6 s pairs + 40.7 s training),
-acc_gold 0.819 (seeds 1 and 2 of the RM: 0.792, 0.789), annotator 0.834 -- the target is
-NOT met yet; see the report of issue 3.
+Two setups:
+  default  RewardConfig() on 4000 pairs, 1 thread: what the labs, the app and PPO's toy
+           reward model use (xs base, 2x64, frozen embeddings, 7 epochs).
+  target   the issue-3 target, >= 0.85 gold agreement in <= 60 s on 2 CPU cores:
+           a 4-layer base (toy-xs-deep, 4x64, 0.22M), 9000 pairs, 3 epochs at lr 2e-3
+           decaying to 0, embeddings trained, the LM term of MOSS Part I (lm_coef 0.5),
+           eager attention, both cores, held-out evaluation at the end only, 500 pairs
+           for the reward statistics.
+
+Measured 2026-11-29 on the shared 2-core machine:
+  default  seed 0: acc_gold 0.779 in 50.7 s (1 thread; 39.6 s with --threads 2)
+  target   seeds 0-4: acc_gold 0.874 0.878 0.841 0.865 0.858 (mean 0.863), in 54.5 54.2
+           55.6 64.2 64.1 s; the last two while the machine was busy (pair sampling 17-19 s
+           instead of 15). Reruns an hour later: seed 0 0.874 in 58.0 s, seed 2 0.841 in
+           60.7 s. Accuracy is reproducible for a seed; the time moves with the machine.
+What mattered (same data, single seeds unless said): depth (2 layers plateau at ~0.82,
+even on 12k perfectly labelled pairs; 4 layers reach 0.83-0.85), more pairs for the deeper
+model (4k x 3 epochs 0.81, 8k x 3 0.83-0.85, 9k x 3 0.86 over 5 seeds), the LM term (+0.015
+over 3 seeds) and eager attention (20% faster steps than SDPA at this size). What did not:
+width (4x128 "toy-s": 0.83 after 3 epochs at twice the cost), 5-6 layers (0.83, 0.855,
+slower), lower label noise, label smoothing, a trainable <eos> embedding, batch 128.
 """
 from __future__ import annotations
 
@@ -44,26 +62,47 @@ def parse_overrides(items: list[str]) -> dict:
         if key not in types:
             raise SystemExit(f"unknown RewardConfig field {key!r}")
         kind = types[key]
-        out[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else \
-            value if kind in (str, type(None)) else kind(value)
+        if kind is bool:
+            out[key] = value.lower() in ("1", "true", "yes")
+        elif kind is type(None):  # optional fields (threads, device): a number, none or text
+            out[key] = None if value.lower() == "none" else int(value) if value.isdigit() else value
+        else:
+            out[key] = value if kind is str else kind(value)
     return out
+
+
+# name -> (training pairs, CPU threads, RewardConfig fields)
+SETUPS = {
+    "default": (4000, 1, {}),
+    "target": (9000, 2, dict(base="toy-xs-deep", epochs=3, lr=2e-3, min_lr_ratio=0.0,
+                             freeze_embeddings=False, lm_coef=0.5, eval_every_epoch=False,
+                             stats_pairs=500, attn_implementation="eager")),
+}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", type=int, default=4000)
+    ap.add_argument("--setup", choices=sorted(SETUPS), default="default")
+    ap.add_argument("--pairs", type=int, help="training pairs (default: the setup's)")
     ap.add_argument("--eval-pairs", type=int, default=1000)
-    ap.add_argument("--noise", type=float, default=1.0)
+    ap.add_argument("--noise", type=float, default=0.6,
+                    help="annotator noise; 0.6 agrees with gold on ~0.90 of pairs, as in issue 3")
     ap.add_argument("--max-new-tokens", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int,
+                    help="CPU threads for sampling and training (default: the setup's)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="override a RewardConfig field")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    config = RewardConfig(seed=args.seed, **parse_overrides(args.set))
+    setup_pairs, setup_threads, setup_fields = SETUPS[args.setup]
+    args.pairs = args.pairs or setup_pairs
+    args.threads = args.threads or setup_threads
+    torch.set_num_threads(args.threads)
+    config = RewardConfig(seed=args.seed, threads=args.threads,
+                          **{**setup_fields, **parse_overrides(args.set)})
 
     # build (or find) the base models before the clock starts
-    policy, tokenizer = load_policy("toy")
+    policy, tokenizer = load_policy("toy", threads=args.threads)
     if resolve_toy(config.base):
         build_toy_model(resolve_toy(config.base))
 
@@ -88,7 +127,7 @@ def main() -> None:
 
     model, _, final = train_reward_model(train, config, on_metrics=show, eval_pairs=held_out)
     seconds = time.perf_counter() - start
-    result = {"seconds": round(seconds, 1), "seconds_pairs": round(t_pairs, 1),
+    result = {"setup": args.setup, "seconds": round(seconds, 1), "seconds_pairs": round(t_pairs, 1),
               "seconds_train": round(final["seconds"], 1), "pairs": len(train),
               "eval_pairs": len(held_out), "acc_labels": round(final["acc_labels"], 4),
               "acc_gold": round(final["acc_gold"], 4),
