@@ -5,6 +5,11 @@
     moss-lab train-rm --data pairs.jsonl      our JSONL records (prompt/chosen/rejected...)
     moss-lab train-rm --hh hh.jsonl           Anthropic HH-RLHF lines ({"chosen", "rejected"})
 
+The deeper setup of benchmarks/reward_model.py (seed 0: 0.848 gold agreement in 42 s of training;
+10% of the pairs are held out, so it trains on 9000 like the benchmark):
+    moss-lab train-rm --noise 0.6 --pairs 10000 --base toy-xs-deep --epochs 3 --min-lr-ratio 0 \
+        --no-freeze-embeddings --lm-coef 0.5 --attn-implementation eager --threads 2
+
 The run folder (default: <data home>/runs/rm-<time>) gets config.json, metrics.jsonl and
 the model in model/. Ctrl-C stops training early and still saves what was learned.
 """
@@ -18,8 +23,9 @@ from dataclasses import fields
 from .reward import RewardConfig
 
 # RewardConfig fields exposed as --flags (the rest keep their defaults)
-FLAGS = ["base", "epochs", "batch_size", "lr", "eval_fraction", "seed", "threads", "device",
-         "label_smoothing", "margin", "adaptive_margin", "flip_fraction", "lm_coef", "center_coef"]
+FLAGS = ["base", "epochs", "batch_size", "lr", "min_lr_ratio", "eval_fraction", "seed",
+         "threads", "device", "freeze_embeddings", "attn_implementation", "label_smoothing",
+         "margin", "adaptive_margin", "flip_fraction", "lm_coef", "center_coef"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,9 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     types = {f.name: f.type for f in fields(RewardConfig)}
     for name in FLAGS:
         value = getattr(defaults, name)
+        flag = "--" + name.replace("_", "-")
+        if "bool" in str(types[name]):  # --freeze-embeddings / --no-freeze-embeddings
+            cfg.add_argument(flag, action=argparse.BooleanOptionalAction, default=value,
+                             help=f"default: {value}")
+            continue
         kind = str if "str" in str(types[name]) else int if "int" in str(types[name]) else float
-        cfg.add_argument("--" + name.replace("_", "-"), type=kind, default=value,
-                         help=f"default: {value}")
+        cfg.add_argument(flag, type=kind, default=value, help=f"default: {value}")
     parser.add_argument("--out", help="run folder (default: <data home>/runs/rm-<time>)")
 
 
@@ -67,6 +77,11 @@ def load_pairs(args) -> list:
     return pairs
 
 
+def config_from_args(args) -> RewardConfig:
+    """The RewardConfig the command-line flags describe."""
+    return RewardConfig(**{name: getattr(args, name) for name in FLAGS})
+
+
 def main(args) -> int:
     from . import preferences
     from .paths import runs_dir
@@ -79,7 +94,7 @@ def main(args) -> int:
         return 2
     if args.save_pairs:
         print(f"pairs written to {preferences.write_jsonl(pairs, args.save_pairs)}")
-    config = RewardConfig(**{name: getattr(args, name) for name in FLAGS})
+    config = config_from_args(args)
     out = args.out or runs_dir() / time.strftime("rm-%Y%m%d-%H%M%S")
 
     stop = {"now": False}
