@@ -51,23 +51,24 @@ import torch  # noqa: E402
 from moss_lab import preferences  # noqa: E402
 from moss_lab.models import build_toy_model, load_policy, resolve_toy  # noqa: E402
 from moss_lab.reward import RewardConfig, train_reward_model  # noqa: E402
+from moss_lab.reward_cli import field_type  # noqa: E402
 from moss_lab.toyworld import SimulatedAnnotator  # noqa: E402
 
 
 def parse_overrides(items: list[str]) -> dict:
-    types = {f.name: type(getattr(RewardConfig(), f.name)) for f in fields(RewardConfig)}
+    """--set FIELD=VALUE items as RewardConfig fields, typed as `moss-lab train-rm` types them."""
+    annotations = {f.name: str(f.type) for f in fields(RewardConfig)}
     out = {}
     for item in items:
         key, _, value = item.partition("=")
-        if key not in types:
+        if key not in annotations:
             raise SystemExit(f"unknown RewardConfig field {key!r}")
-        kind = types[key]
-        if kind is bool:
+        if annotations[key] == "bool":
             out[key] = value.lower() in ("1", "true", "yes")
-        elif kind is type(None):  # optional fields (threads, device): a number, none or text
-            out[key] = None if value.lower() == "none" else int(value) if value.isdigit() else value
+        elif "None" in annotations[key] and value.lower() == "none":
+            out[key] = None
         else:
-            out[key] = value if kind is str else kind(value)
+            out[key] = field_type(key)(value)
     return out
 
 
@@ -96,13 +97,14 @@ def main() -> None:
     args = ap.parse_args()
     setup_pairs, setup_threads, setup_fields = SETUPS[args.setup]
     args.pairs = args.pairs or setup_pairs
-    args.threads = args.threads or setup_threads
-    torch.set_num_threads(args.threads)
-    config = RewardConfig(seed=args.seed, threads=args.threads,
-                          **{**setup_fields, **parse_overrides(args.set)})
+    # --set wins over --threads and --seed, which win over the setup
+    config = RewardConfig(**{**setup_fields, "seed": args.seed,
+                             "threads": args.threads or setup_threads,
+                             **parse_overrides(args.set)})
+    torch.set_num_threads(config.threads or 1)
 
     # build (or find) the base models before the clock starts
-    policy, tokenizer = load_policy("toy", threads=args.threads)
+    policy, tokenizer = load_policy("toy", threads=config.threads)
     if resolve_toy(config.base):
         build_toy_model(resolve_toy(config.base))
 

@@ -5,8 +5,8 @@
     moss-lab train-rm --data pairs.jsonl      our JSONL records (prompt/chosen/rejected...)
     moss-lab train-rm --hh hh.jsonl           Anthropic HH-RLHF lines ({"chosen", "rejected"})
 
-The deeper setup of benchmarks/reward_model.py (seed 0: 0.848 gold agreement in 42 s of training;
-10% of the pairs are held out, so it trains on 9000 like the benchmark):
+The deeper setup of benchmarks/reward_model.py (seed 0: 0.848 gold agreement in 42 s of
+training; 10% of the pairs are held out, so it trains on 9000 like the benchmark):
     moss-lab train-rm --noise 0.6 --pairs 10000 --base toy-xs-deep --epochs 3 --min-lr-ratio 0 \
         --no-freeze-embeddings --lm-coef 0.5 --attn-implementation eager --threads 2
 
@@ -26,6 +26,13 @@ from .reward import RewardConfig
 FLAGS = ["base", "epochs", "batch_size", "lr", "min_lr_ratio", "eval_fraction", "seed",
          "threads", "device", "freeze_embeddings", "attn_implementation", "label_smoothing",
          "margin", "adaptive_margin", "flip_fraction", "lm_coef", "center_coef"]
+
+
+def field_type(name: str):
+    """How a RewardConfig field's value is read from text: str, int or float (from its
+    annotation, so `threads: int | None` reads as int). Bool fields are the caller's."""
+    annotation = str(next(f.type for f in fields(RewardConfig) if f.name == name))
+    return str if "str" in annotation else int if "int" in annotation else float
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,8 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             cfg.add_argument(flag, action=argparse.BooleanOptionalAction, default=value,
                              help=f"default: {value}")
             continue
-        kind = str if "str" in str(types[name]) else int if "int" in str(types[name]) else float
-        cfg.add_argument(flag, type=kind, default=value, help=f"default: {value}")
+        cfg.add_argument(flag, type=field_type(name), default=value, help=f"default: {value}")
     parser.add_argument("--out", help="run folder (default: <data home>/runs/rm-<time>)")
 
 
