@@ -73,11 +73,15 @@ def gpu_available() -> bool:
 
 def metric_frame(rows: list[dict], metric: str, x: str = "iteration",
                  label: str | None = None) -> pd.DataFrame:
-    """One metric as a (x, value[, run]) table for gr.LinePlot; rows without it are skipped."""
+    """One metric as a (x, value[, run]) table for gr.LinePlot; rows without it are skipped.
+
+    The columns are typed float even when empty: Gradio reads an empty untyped column as
+    text ("nominal"), and a live plot whose first frame was empty kept one tick per
+    distinct value on both axes after the data arrived."""
     data = [{"x": r.get(x, i + 1), "value": float(r[metric])}
             for i, r in enumerate(rows)
             if isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])]
-    frame = pd.DataFrame(data, columns=["x", "value"])
+    frame = pd.DataFrame(data, columns=["x", "value"]).astype(float)
     if label is not None:
         frame["run"] = label
     return frame

@@ -48,7 +48,7 @@ def overlay(run_1: str | None, run_2: str | None, metric: str) -> pd.DataFrame:
         x = "iteration" if info.kind == "ppo" else "step"
         frames.append(metric_frame(rows, metric, x=x, label=name))
     if not frames:
-        return pd.DataFrame(columns=["x", "value", "run"])
+        return metric_frame([], metric, label="")
     return pd.concat(frames, ignore_index=True)
 
 

@@ -195,3 +195,21 @@ def test_compare_two_policies_blind_and_named(app):
     with pytest.raises(Exception, match="Could not load policy"):
         client.predict("tell me about cats .", "toy", "/no/such/folder", False, 12,
                        api_name="/compare")
+
+
+def test_live_plots_have_number_axes_even_before_the_first_point():
+    """A run's plots start empty; an empty untyped frame reached the browser as text
+    ("nominal") axes, which stayed after the numbers arrived (one tick per value)."""
+    import gradio as gr
+
+    from apps.context import metric_frame
+    from apps.tab_runs import overlay
+
+    plot = gr.LinePlot(x="x", y="value")
+    for rows in ([], [{"iteration": 1, "reward/score": 0.5}, {"iteration": 2, "reward/score": 1}]):
+        types = plot.postprocess(metric_frame(rows, "reward/score")).datatypes
+        assert types == {"x": "quantitative", "value": "quantitative"}, rows
+    empty_overlay = gr.LinePlot(x="x", y="value", color="run").postprocess(
+        overlay(None, None, "reward/score"))
+    assert empty_overlay.datatypes == {"x": "quantitative", "value": "quantitative",
+                                       "run": "nominal"}
