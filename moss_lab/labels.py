@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .paths import labels_db
-from .toyworld import gold_score, sample_prompts, topic_of
+from .toyworld import sample_prompts
 
 CHOICES = ("A", "B", "tie", "both_bad", "skip")
 JUDGED = ("A", "B", "tie", "both_bad")  # the categories kappa is computed over
@@ -214,18 +214,9 @@ class LabelStore:
     # --- agreement ---------------------------------------------------------------------
     def gold_agreement(self, annotator: str | None = None) -> dict:
         """How often A/B votes on toy prompts pick the response the gold score prefers."""
-        agree = n = 0
-        for v in self.votes(annotator):
-            if v["choice"] not in ("A", "B") or topic_of(v["prompt"]) is None:
-                continue
-            ended = self._ended(v["pair_id"])
-            g_a = gold_score(v["prompt"], v["response_a"], ended[0]).total
-            g_b = gold_score(v["prompt"], v["response_b"], ended[1]).total
-            if g_a == g_b:
-                continue  # gold has no preference: nothing to agree with
-            n += 1
-            agree += (v["choice"] == "A") == (g_a > g_b)
-        return {"agreement": agree / n if n else None, "n": n}
+        from .preferences import gold_agreement
+
+        return gold_agreement(self.preferences(annotator=annotator))
 
     def _ended(self, pair_id: str) -> tuple[bool, bool]:
         rows = self._query("SELECT ended_a, ended_b FROM pairs WHERE id = ?", (pair_id,))
@@ -253,12 +244,13 @@ class LabelStore:
         return {"kappa": kappa, "method": method, "pairs": len(shared), "annotators": len(people)}
 
     # --- export / import ---------------------------------------------------------------
-    def preferences(self, include_ties: bool = False) -> list:
-        """The votes as `moss_lab.preferences.Preference` records (see the module doc)."""
+    def preferences(self, include_ties: bool = False, annotator: str | None = None) -> list:
+        """The votes (of one annotator, or everyone's) as `moss_lab.preferences.Preference`
+        records (see the module doc)."""
         from .preferences import Preference
 
         out = []
-        for v in self.votes():
+        for v in self.votes(annotator):
             a, b = v["response_a"], v["response_b"]
             if a == b or not a.strip() or not b.strip():
                 continue  # not a comparison (the pair pool never makes these)

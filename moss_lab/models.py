@@ -9,10 +9,6 @@ The default never touches the network.
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -20,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from . import files
 from .device import pick_device, set_cpu_threads
 from .paths import models_dir
 from .pretrain import PRESETS, PretrainConfig, pretrain
@@ -69,15 +66,12 @@ def build_toy_model(size: str = "xs", seed: int = 0, force: bool = False,
         torch.set_num_threads(threads_before)
         if bar is not None:
             bar.close()
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
     info = {"size": size, "seed": seed, "version": TOY_VERSION, "final_loss": final_loss,
             "params": model.num_parameters(), "seconds": time.perf_counter() - start}
-    (tmp / INFO_FILE).write_text(json.dumps(info, indent=2))
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    with files.building(target) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        files.write_json(tmp / INFO_FILE, info)  # written last: the cache is complete
     return target
 
 

@@ -9,7 +9,7 @@ which the toy world's gold score needs). This module reads and writes such recor
     to_dataset / from_dataset   datasets.Dataset with prompt/chosen/rejected (trl-ready)
     parse_hh / read_hh_jsonl    Anthropic HH-RLHF ("\\n\\nHuman: ... \\n\\nAssistant: ...")
     toy_pairs                   two policy samples per prompt, labelled by a simulated annotator
-    gold_agreement              how often the labels agree with the toy world's gold score
+    gold_agreement              how often labels (or a judge) agree with the gold score
 
 Files are parsed as JSON only (never unpickled), strictly as UTF-8, and every text field
 is limited to MAX_CHARS characters. Lab 02 and Lab 03 use these records.
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from . import files
 
 from . import toyworld
 
@@ -166,18 +166,7 @@ def write_jsonl(prefs, path: str | Path) -> Path:
             lines.append(json.dumps(validate(p).to_dict(), ensure_ascii=False))
         except PreferenceError as err:
             raise PreferenceError(f"record {i}: {err}") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(line + "\n" for line in lines))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return files.write_text(path, "".join(line + "\n" for line in lines))
 
 
 def to_dataset(prefs, include_margin: bool = False):
@@ -295,12 +284,9 @@ def toy_pairs(model, tokenizer, n: int, annotator: toyworld.SimulatedAnnotator,
     return pairs
 
 
-_TOY_WORDS = frozenset(toyworld.vocabulary())
-
-
 def has_gold(pref: Preference) -> bool:
     """True when the prompt is a toy-world prompt, so that the gold score means something."""
-    return toyworld.topic_of(pref.prompt) is not None and set(pref.prompt.split()) <= _TOY_WORDS
+    return toyworld.has_gold(pref.prompt)
 
 
 def gold_difference(pref: Preference) -> float | None:
@@ -311,12 +297,24 @@ def gold_difference(pref: Preference) -> float | None:
             - toyworld.gold_score(pref.prompt, pref.rejected, pref.rejected_ended).total)
 
 
-def gold_agreement(prefs) -> float | None:
-    """Fraction of labelled pairs (ties and gold ties skipped) whose label agrees with gold.
+def gold_agreement(prefs, judged=None) -> dict:
+    """How often a judge orders pairs as the gold score does: {"agreement", "n"}.
 
-    For the simulated annotator this is the ceiling a reward model trained on its labels
-    should be compared with; None when no pair has a gold truth.
+    The judge is the label itself (chosen over rejected) by default, or `judged`: one
+    number per pair, > 0 when the judge prefers `chosen` (a reward model's r_c - r_r).
+    Tied labels (when the label is the judge), pairs without gold truth and gold ties are
+    skipped; agreement
+    is None when nothing is left. The one place where agreement with gold is computed:
+    the simulated annotator's ceiling, a reward model's accuracy, the app's votes.
     """
-    diffs = [gold_difference(p) for p in prefs if not p.tie]
-    diffs = [d for d in diffs if d is not None and abs(d) > 1e-9]
-    return sum(d > 0 for d in diffs) / len(diffs) if diffs else None
+    prefs = list(prefs)
+    by_label = judged is None  # a tied label is no judgement; a reward model still judges
+    judged = [1.0] * len(prefs) if by_label else [float(j) for j in judged]
+    agree = n = 0
+    for pref, judge in zip(prefs, judged):
+        gold = None if (by_label and pref.tie) else gold_difference(pref)
+        if gold is None or abs(gold) <= 1e-9:
+            continue
+        n += 1
+        agree += (judge > 0) == (gold > 0)
+    return {"agreement": agree / n if n else None, "n": n}

@@ -235,11 +235,8 @@ def evaluate_reward_model(model, tokenizer, pairs: list[Preference]) -> dict:
         out["loss"] = bradley_terry_loss(r_c[labelled], r_r[labelled]).item()
     else:
         out["acc_labels"], out["loss"] = None, None
-    gold = [preferences.gold_difference(p) for p in pairs]
-    agree = [(d > 0) == (g > 0) for d, g in zip(diff.tolist(), gold)
-             if g is not None and abs(g) > 1e-9]
-    out["acc_gold"] = sum(agree) / len(agree) if agree else None
-    out["n_gold"] = len(agree)
+    gold = preferences.gold_agreement(pairs, judged=diff.tolist())
+    out["acc_gold"], out["n_gold"] = gold["agreement"], gold["n"]
     both = torch.cat([r_c, r_r])
     out["margin"] = diff.mean().item()
     out["reward_mean"] = both.mean().item()

@@ -77,7 +77,7 @@ def load_pairs(args) -> list:
     t0 = time.perf_counter()
     pairs = preferences.toy_pairs(model, tokenizer, args.pairs, annotator, seed=args.seed,
                                   max_new_tokens=args.max_new_tokens)
-    agree = preferences.gold_agreement(pairs)
+    agree = preferences.gold_agreement(pairs)["agreement"]
     print(f"sampled {len(pairs)} pairs from {args.policy!r} in {time.perf_counter() - t0:.1f} s; "
           f"the annotator agrees with the gold score on {agree:.1%} of them")
     return pairs

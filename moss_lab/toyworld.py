@@ -92,8 +92,21 @@ HUMAN, ASSISTANT = "Human:", "Assistant:"
 
 
 def format_prompt(question: str) -> str:
-    """Wrap a user question in the chat format: 'Human: <question> Assistant: '."""
+    """Wrap a user question in the chat format: 'Human: <question> Assistant: '.
+    A prompt already in the chat format is returned as it is."""
+    if question.lstrip().startswith(HUMAN):
+        return question
     return f"{HUMAN} {question.strip()} {ASSISTANT} "
+
+
+def question_of(prompt: str) -> str:
+    """The user's question inside a chat-formatted prompt (what a person wants to read)."""
+    text = prompt.strip()
+    if text.startswith(HUMAN):
+        text = text[len(HUMAN):]
+    if text.endswith(ASSISTANT):
+        text = text[:-len(ASSISTANT)]
+    return text.strip()
 
 
 # Every sentence the grammar can produce, mapped to (kind, topic).
@@ -114,6 +127,9 @@ def vocabulary() -> list[str]:
     return sorted(words)
 
 
+_WORDS = frozenset(vocabulary())
+
+
 # ---------------------------------------------------------------------------------------
 # Prompts
 # ---------------------------------------------------------------------------------------
@@ -123,6 +139,12 @@ def topic_of(prompt: str) -> str | None:
         if word in FACTS:
             return word
     return None
+
+
+def has_gold(prompt: str) -> bool:
+    """Does the gold score mean something for this prompt? Only for a toy-world prompt:
+    one that names a topic and uses only the toy world's words."""
+    return topic_of(prompt) is not None and set(prompt.split()) <= _WORDS
 
 
 def sample_prompts(n: int, seed: int = 0) -> list[str]:

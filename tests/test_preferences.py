@@ -4,7 +4,7 @@ import json
 import pytest
 
 from moss_lab import preferences as prefs
-from moss_lab import toyworld
+from moss_lab import files, toyworld
 from moss_lab.preferences import Preference, PreferenceError
 
 GOOD = {"prompt": "Human: tell me about cats . Assistant: ",
@@ -114,7 +114,7 @@ def test_write_jsonl_leaves_no_temp_file_when_writing_fails(tmp_path, monkeypatc
 
     def boom(*args):
         raise OSError("disk full")
-    monkeypatch.setattr(prefs.os, "fsync", boom)
+    monkeypatch.setattr(files.os, "fsync", boom)  # the atomic write lives in moss_lab.files
     with pytest.raises(OSError, match="disk full"):
         prefs.write_jsonl([Preference(**GOOD)] * 3, path)
     assert path.read_bytes() == before
@@ -193,13 +193,15 @@ def test_gold_difference_and_agreement():
     right, wrong = Preference(prompt, good, bad), Preference(prompt, bad, good)
     g = toyworld.gold_score(prompt, good).total - toyworld.gold_score(prompt, bad).total
     assert prefs.gold_difference(right) == pytest.approx(g) and g > 0
-    assert prefs.gold_agreement([right, right, right, wrong]) == 0.75
+    assert prefs.gold_agreement([right, right, right, wrong]) == {"agreement": 0.75, "n": 4}
+    # a judge's own verdicts (a reward model's r_c - r_r) instead of the labels
+    assert prefs.gold_agreement([right, wrong], judged=[1.0, 1.0])["agreement"] == 0.5
     # the ended flag counts: an unfinished chosen response loses 2 points
     cut = Preference(prompt, good, bad, chosen_ended=False)
     assert prefs.gold_difference(cut) == pytest.approx(g - 2.0)
     # no gold truth outside the toy world
     hh = Preference(HH_PROMPT, " Yes.", " No.")
-    assert prefs.gold_difference(hh) is None and prefs.gold_agreement([hh]) is None
+    assert prefs.gold_difference(hh) is None and prefs.gold_agreement([hh]) == {"agreement": None, "n": 0}
 
 
 def test_toy_pairs_are_distinct_labelled_and_follow_the_annotator(toy_policy):
@@ -214,7 +216,7 @@ def test_toy_pairs_are_distinct_labelled_and_follow_the_annotator(toy_policy):
     # a noiseless annotator never contradicts the gold score
     diffs = [prefs.gold_difference(p) for p in pairs]
     assert all(d >= 0 for d in diffs)
-    assert prefs.gold_agreement(pairs) == 1.0
+    assert prefs.gold_agreement(pairs)["agreement"] == 1.0
     # same seed, same pairs
     again = prefs.toy_pairs(model, tokenizer, 60, toyworld.SimulatedAnnotator(0.0, seed=0),
                             seed=3, max_new_tokens=30)

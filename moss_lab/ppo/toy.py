@@ -7,15 +7,11 @@ the noisy annotator; PPO then trains against this learned proxy, never against g
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-from .. import toyworld
+from .. import files, toyworld
 from ..models import build_toy_model, resolve_toy
 from ..paths import models_dir
 
@@ -31,13 +27,10 @@ def toy_reward_model_dir(policy: str = "toy", seed: int = 0, n_pairs: int = TOY_
         return target
     base = build_toy_model(size, seed=0)
     model, tokenizer, info = _train(base, seed, n_pairs)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-rm-", dir=target.parent))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "rm_info.json").write_text(json.dumps(info, indent=2))  # written last: complete
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    with files.building(target) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        files.write_json(tmp / "rm_info.json", info)  # written last: the cache is complete
     return target
 
 
