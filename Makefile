@@ -7,6 +7,11 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 HOST ?= 127.0.0.1
 PORT ?= 7860
+LABS_PORT ?= 8888
+# extra JupyterLab flags, e.g. LABS_ARGS=--no-browser
+LABS_ARGS ?=
+# JupyterLab refuses to run as root without --allow-root (containers, cloud notebooks)
+AS_ROOT := $(filter 0,$(shell id -u))
 
 .PHONY: setup app test labs bench clean-venv
 
@@ -29,7 +34,8 @@ test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 labs: setup
-	$(BIN)/jupyter lab labs/
+	$(BIN)/jupyter lab --ServerApp.ip=$(HOST) --ServerApp.port=$(LABS_PORT) \
+		$(if $(AS_ROOT),--allow-root) $(LABS_ARGS) labs/
 
 bench: setup
 	for b in benchmarks/*.py; do $(BIN)/python $$b; done
