@@ -1,5 +1,7 @@
 """The labs run top to bottom, their exercises are solved in the repo and stubbed in the
-student version, and git holds them without outputs.
+student version, each notebook is in sync with its jupytext twin (labs/NN_name.py, the
+percent format, paired by labs/jupytext.toml), and git holds them without outputs
+(checked with nbstripout).
 
 Every labs/*.ipynb is executed with nbclient in a python3 kernel: jupyter_client starts
 a kernelspec whose command is plain `python` with the interpreter running pytest, so the
@@ -7,11 +9,15 @@ kernel uses this venv, in a fresh CI clone too. The kernel inherits the environm
 tests/conftest.py (offline, the shared MOSS_LAB_HOME with the cached base model).
 """
 import ast
+import copy
+import difflib
 import importlib.util
 import re
+import shutil
 import time
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -19,6 +25,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 LABS = ROOT / "labs"
 NOTEBOOKS = sorted(LABS.glob("*.ipynb"))
+SCRIPTS = sorted(LABS.glob("*.py"))
 CELL_TIMEOUT = 180  # seconds per cell; a whole lab should take <= 3 min on 2 cores
 CHECK_CALL = re.compile(r"(?<!def )\bcheck_\w+\(")  # a call of a moss_lab.checks checker
 
@@ -31,7 +38,6 @@ def load_tool(name: str):
 
 
 student_tool = load_tool("make_student_notebooks")
-strip_tool = load_tool("strip_notebooks")
 
 
 def execute(nb: nbformat.NotebookNode, cwd: Path) -> float:
@@ -62,9 +68,16 @@ def errors_in(nb) -> list[str]:
 
 
 def test_there_are_labs():
-    names = [p.name for p in NOTEBOOKS]
-    for lab in ("01_", "02_", "03_"):
-        assert any(n.startswith(lab) for n in names), f"lab {lab} is missing from labs/"
+    """Every lab the README lists (01-08 at least) exists as a notebook and its .py twin."""
+    index = (LABS / "README.md").read_text(encoding="utf-8")
+    listed = sorted(set(re.findall(r"\]\((\d\d_\w+)\.ipynb\)", index)))
+    numbers = {name[:2] for name in listed}
+    assert {f"{n:02d}" for n in range(1, 9)} <= numbers, f"labs/README.md lists only {listed}"
+    for name in listed:
+        for suffix in (".ipynb", ".py"):
+            assert (LABS / (name + suffix)).is_file(), f"labs/{name}{suffix} is missing"
+    orphans = [p.name for p in SCRIPTS if not p.with_suffix(".ipynb").exists()]
+    assert not orphans, f"labs/*.py without a notebook (run `jupytext --sync` on them): {orphans}"
 
 
 def test_every_lab_is_listed_in_the_labs_readme():
@@ -91,23 +104,79 @@ def test_lab_runs_top_to_bottom(path):
 
 
 # ---------------------------------------------------------------------------------------
-# Committed notebooks carry no outputs
+# Each notebook and its .py twin hold the same cells (jupytext pairing)
 # ---------------------------------------------------------------------------------------
+def sync_problem(notebook: Path, script: Path) -> str | None:
+    """Why `notebook` and `script` hold different cells (types and sources), or None."""
+    if not script.exists():
+        return f"{script.name} is missing"
+    a = jupytext.read(notebook)
+    b = jupytext.read(script, fmt="py:percent")
+    cells_a = [(c.cell_type, c.source) for c in a.cells]
+    cells_b = [(c.cell_type, c.source) for c in b.cells]
+    for i, (x, y) in enumerate(zip(cells_a, cells_b)):
+        if x != y:
+            diff = difflib.unified_diff(x[1].splitlines(), y[1].splitlines(), notebook.name,
+                                        script.name, lineterm="", n=1)
+            return f"cell {i} differs ({x[0]} vs {y[0]}):\n" + "\n".join(list(diff)[:14])
+    if len(cells_a) != len(cells_b):
+        return f"{notebook.name} has {len(cells_a)} cells, {script.name} {len(cells_b)}"
+    return None
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_and_py_are_in_sync(path):
+    problem = sync_problem(path, path.with_suffix(".py"))
+    assert problem is None, (f"{path.name} and its .py are out of sync: {problem}\n"
+                             "Run `jupytext --sync labs/*.ipynb` (the newer file wins).")
+
+
+@pytest.mark.parametrize("side", ["py", "ipynb"])
+def test_sync_check_catches_an_edit_on_one_side(side, tmp_path):
+    notebook = NOTEBOOKS[0]
+    shutil.copy(notebook, tmp_path / notebook.name)
+    shutil.copy(notebook.with_suffix(".py"), tmp_path / notebook.with_suffix(".py").name)
+    pair = tmp_path / notebook.name
+    assert sync_problem(pair, pair.with_suffix(".py")) is None
+    if side == "py":  # one more word in the last cell of the .py
+        script = pair.with_suffix(".py")
+        script.write_text(script.read_text(encoding="utf-8").rstrip("\n") + " x\n",
+                          encoding="utf-8")
+    else:  # a markdown cell turned into a code cell in the notebook
+        nb = nbformat.read(pair, as_version=4)
+        first = next(c for c in nb.cells if c.cell_type == "markdown")
+        first.cell_type, first.outputs, first.execution_count = "code", [], None
+        nbformat.write(nb, pair)
+    assert sync_problem(pair, pair.with_suffix(".py")) is not None
+
+
+# ---------------------------------------------------------------------------------------
+# Committed notebooks carry no outputs (nbstripout)
+# ---------------------------------------------------------------------------------------
+def has_outputs(path: Path) -> bool:
+    """What `nbstripout --keep-id --verify` checks: would stripping change the notebook?"""
+    nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+    return student_tool.strip(copy.deepcopy(nb)) != nb
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_committed_notebook_has_no_outputs(path):
-    nb = nbformat.read(path, as_version=4)
-    assert strip_tool.is_stripped(nb), \
-        f"{path.name} has outputs: run `python tools/strip_notebooks.py` before committing"
+    assert not has_outputs(path), (f"{path.name} holds outputs or execution counts: run "
+                                   "`nbstripout --keep-id labs/*.ipynb`")
 
 
-def test_strip_removes_outputs_and_keeps_sources():
+@pytest.mark.parametrize("what", ["outputs", "execution_count"])
+def test_outputs_check_catches_a_run_notebook(what, tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
-    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
-    nb.cells[0].execution_count = 3
-    assert not strip_tool.is_stripped(nb)
-    assert strip_tool.strip(nb)
-    assert nb.cells[0].outputs == [] and nb.cells[0].execution_count is None
-    assert nb.cells[0].source == "print(1)" and strip_tool.is_stripped(nb)
+    path = tmp_path / "run.ipynb"
+    nbformat.write(nb, path)
+    assert not has_outputs(path)
+    if what == "outputs":
+        nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    else:
+        nb.cells[0].execution_count = 3
+    nbformat.write(nb, path)
+    assert has_outputs(path)
 
 
 # ---------------------------------------------------------------------------------------
@@ -173,7 +242,7 @@ def test_student_notebook_reports_not_implemented_without_crashing(path, tmp_pat
     assert student_tool.main([str(path), "--out", str(tmp_path)]) == 0
     student = nbformat.read(tmp_path / path.name, as_version=4)
     assert student_tool.BEGIN not in nbformat.writes(student)
-    assert strip_tool.is_stripped(student)
+    assert not has_outputs(tmp_path / path.name)
     for cell in student.cells:
         if cell.cell_type == "code":
             ast.parse("\n".join(line for line in cell.source.splitlines()

@@ -12,7 +12,8 @@ and the student version gets, at the same indentation,
 
         raise NotImplementedError("Exercise: write your solution here")
 
-Outputs are stripped too. The check cell that follows each exercise then prints
+Outputs, execution counts and run metadata are stripped too, with nbstripout's API (as
+`nbstripout --keep-id` does). The check cell that follows each exercise then prints
 "⚠️ Not implemented yet" until the learner fills the function in.
 
     python tools/make_student_notebooks.py                 # labs/*.ipynb -> labs/student/
@@ -25,10 +26,17 @@ import sys
 from pathlib import Path
 
 import nbformat
+from nbstripout import strip_output
 
 LABS = Path(__file__).resolve().parents[1] / "labs"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = 'raise NotImplementedError("Exercise: write your solution here")'
+# The metadata keys that the nbstripout command line strips by default (nbstripout 0.9).
+STRIP_KEYS = [
+    "metadata.signature", "metadata.widgets", "cell.metadata.collapsed",
+    "cell.metadata.ExecuteTime", "cell.metadata.execution", "cell.metadata.heading_collapsed",
+    "cell.metadata.hidden", "cell.metadata.scrolled",
+]
 
 
 def student_source(source: str) -> str:
@@ -59,9 +67,13 @@ def make_student(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for cell in student.cells:
         if cell.cell_type == "code":
             cell.source = student_source(cell.source)
-            cell.outputs, cell.execution_count = [], None
-            cell.metadata.pop("execution", None)
-    return student
+    return strip(student)
+
+
+def strip(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Strip `nb` in place and return it, as `nbstripout --keep-id` does."""
+    return strip_output(nb, keep_output=False, keep_count=False, keep_id=True,
+                        extra_keys=STRIP_KEYS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -129,6 +129,7 @@ for i in range(3):
 for beta in (0.02, 0.1):
     runs[beta] = run(beta, iterations=24)  # a KL penalty keeps them near the start
 
+
 # %% [markdown]
 # Gao et al.'s form $R(d) = d(\alpha - \beta_\text{RL}\log d)$ is linear in its two
 # parameters once divided by $d$: $R/d = \alpha - \beta_\text{RL}\log d$. We fit it by least

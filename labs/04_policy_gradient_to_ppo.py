@@ -61,6 +61,7 @@ gamma = 0.9
 R = sum(gamma**t * rewards[t] for t in range(T))
 print(f"return R with gamma={gamma}: {R:.4f}")
 
+
 # %% [markdown]
 # ### Exercise 1 - discounted returns-to-go
 #
@@ -79,6 +80,7 @@ def discounted_returns(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
         returns[:, t] = running
     return returns
     ### END SOLUTION
+
 
 # %%
 from moss_lab.checks import check_discounted_returns
@@ -163,6 +165,7 @@ def reinforce(steps=150, batch=16, lr=0.5, baseline="none", seed=0) -> list[floa
 curve = reinforce()
 print(f"J at start {expected_reward(torch.zeros(5)):.2f} -> after 150 steps {curve[-1]:.2f} "
       f"(best possible {TRUE_MEANS.max():.1f})")
+
 
 # %% [markdown]
 # ## 3. Baselines reduce variance
@@ -256,6 +259,7 @@ logp = torch.log_softmax(theta, -1)[actions]
 print("surrogate gradient:", [round(x, 4) for x in grad_is.tolist()])
 print("REINFORCE gradient:", [round(x, 4) for x in grad_pg.tolist()])
 
+
 # %% [markdown]
 # The estimate stays unbiased as $\theta$ moves away from $\theta_\text{old}$, but its
 # variance grows with the spread of the ratios. Below, we move $\theta$ further and further
@@ -320,6 +324,7 @@ for ax, adv in zip(axes, (1.0, -1.0)):
 axes[0].set_ylabel("objective for one sample")
 plt.show()
 
+
 # %% [markdown]
 # Read the two panels:
 #
@@ -354,10 +359,12 @@ def clipped_surrogate_loss(logp, old_logp, advantages, mask, clip=0.2):
     return (per_token * mask).sum() / mask.sum()
     ### END SOLUTION
 
+
 # %%
 from moss_lab.checks import check_clipped_surrogate
 
 check_clipped_surrogate(clipped_surrogate_loss);
+
 
 # %% [markdown]
 # ## Why the clip matters: many steps on one batch
@@ -415,6 +422,7 @@ else:
         ax.set_xlabel("gradient steps on the same 16 samples")
         ax.legend()
     plt.show()
+
 
 # %% [markdown]
 # The unclipped surrogate keeps going: 16 noisy samples are treated as the truth, and the

@@ -12,7 +12,11 @@
 # | value-loss clipping | `value_clip` | the value loss stops pulling the critic more than 0.2 away from its rollout values |
 # | critic from the reward model + pre-training | `critic_init`, `critic_pretrain_steps` | the first advantages are not noise |
 # | global gradient clipping | `max_grad_norm` | no single step is huge |
-# | advantage whitening | `advantage_norm` | the step size does not depend on the reward scale |
+#
+# One more switch is on by default though it is not in PPO-max's list: **advantage
+# whitening** (`advantage_norm`; MOSS: `use_advantage_norm`) whitens the advantages over the
+# rollout (mean 0, std 1), so the step size does not depend on the reward scale. It is
+# standard in PPO implementations.
 #
 # This lab switches them off one at a time, with short runs of the toy world, and compares
 # the curves. MOSS's headline: without the KL penalty the policy drifts into **pattern
@@ -47,6 +51,7 @@ plt.rcParams["figure.constrained_layout.use"] = True
 RUNS = Path(tempfile.mkdtemp(prefix="moss-lab-07-"))  # run folders go here, not in the repo
 policy = load_policy("toy")                            # shared by all runs (each copies it)
 reward_model = load_reward_model(toy_reward_model_dir())  # (model, tokenizer), cached
+
 
 # %% [markdown]
 # ## The ablations
@@ -107,6 +112,7 @@ for name, result in results.items():
 axes[1].set_yscale("symlog")
 axes[0].legend(fontsize=8)
 plt.show()
+
 
 # %% [markdown]
 # ## The table

@@ -140,6 +140,7 @@ for t in range(int(batch.mask[row].sum())):
     print(f"{tokens[t]:>12} {batch.logp[row, t]:7.2f} {batch.ref_logp[row, t]:8.2f} "
           f"{rewards[row, t]:7.2f} {batch.values[row, t]:7.2f} {advantages[row, t]:9.2f}")
 
+
 # %% [markdown]
 # At the start the policy *is* the reference, so `logp == ref_logp`, the KL penalty is
 # zero and the only reward is the score on the last token (`<eos>`). (The trainer also

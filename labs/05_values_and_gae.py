@@ -31,6 +31,7 @@ torch.manual_seed(0)
 plt.rcParams["figure.figsize"] = (6.4, 3.6)
 plt.rcParams["figure.constrained_layout.use"] = True
 
+
 # %% [markdown]
 # ## 1. Values and the TD error
 #
@@ -61,10 +62,12 @@ def td_errors(rewards: torch.Tensor, values: torch.Tensor, gamma: float) -> torc
     return rewards + gamma * next_values - values
     ### END SOLUTION
 
+
 # %%
 from moss_lab.checks import check_td_errors
 
 check_td_errors(td_errors);  # the ; hides the True/False it returns
+
 
 # %% [markdown]
 # ## 2. From one step to all steps: GAE
@@ -102,6 +105,7 @@ def gae(rewards, values, gamma, lam):
         advantages[:, t] = running
     return advantages, advantages + values
     ### END SOLUTION
+
 
 # %%
 from moss_lab.checks import check_gae
