@@ -142,16 +142,18 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="moss-lab-bench-"))
     (home / "models").symlink_to(shared_models, target_is_directory=True)
     os.environ["MOSS_LAB_HOME"] = str(home)
-    from apps import lab_app
+    import gradio as gr
 
-    _, url, _ = lab_app.launch(port=free_port(), prevent_thread_lock=True)
+    from moss_lab.app import launch
+
+    _, url, _ = launch(port=free_port(), prevent_thread_lock=True)
     use_browser = not args.client and Path(CHROMIUM).exists()
     watcher = RowWatcher(home / "labels.sqlite")
     watcher.start()
     run = browser_votes if use_browser else client_votes
     stored, shown = run(url, watcher, args.votes, args.pause)
     watcher.stop = True
-    lab_app.gr.close_all()
+    gr.close_all()
 
     result = {
         "benchmark": "app_label_latency",

@@ -1,4 +1,4 @@
-"""The human-feedback label store: one SQLite row per vote (Lab 01 and the app's Label tab).
+"""The human-feedback label store: one SQLite row per vote (the app's Label tab).
 
 A *pair* is a prompt with two responses, A and B, sampled from a policy. Annotators see
 the two side by side in a random left/right order (recorded in `shown_left`) and vote:
@@ -17,7 +17,7 @@ Export to prompt/chosen/rejected keeps only A/B votes; ties are left out unless
 `include_ties=True`, which exports them with `tie=True` (chosen = A, rejected = B, an
 arbitrary order a tie-aware loss must ignore); both_bad and skip are never exported.
 
-Agreement measures (Lab 01):
+Agreement measures:
     gold agreement   fraction of A/B votes on toy prompts that pick the response with the
                      higher `toyworld.gold_score` (gold ties are left out)
     Cohen's kappa    two annotators:  k = (p_o - p_e) / (1 - p_e)
@@ -141,8 +141,7 @@ class LabelStore:
         return _pair(rows[0]) if rows else None
 
     # --- votes -------------------------------------------------------------------------
-    def record_vote(self, pair: Pair, choice: str, annotator: str, shown_left: str | None,
-                    source: str = "app") -> int:
+    def record_vote(self, pair: Pair, choice: str, annotator: str, shown_left: str | None) -> int:
         """Store one vote at once; return its row id. Bad input raises LabelError."""
         annotator = (annotator or "").strip()
         if not annotator:
@@ -156,7 +155,7 @@ class LabelStore:
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                self._insert_vote(pair, choice, annotator, shown_left, source, time.time())
+                self._insert_vote(pair, choice, annotator, shown_left, "app", time.time())
                 row_id = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
                 self._db.execute("COMMIT")
             except BaseException:
@@ -194,9 +193,6 @@ class LabelStore:
             rows = self._query("SELECT * FROM votes WHERE annotator = ? ORDER BY id",
                                (annotator.strip(),))
         return [dict(r) for r in rows]
-
-    def count(self) -> int:
-        return self._query("SELECT COUNT(*) FROM votes")[0][0]
 
     def progress(self, annotator: str | None = None) -> dict:
         """Vote counts: total, per choice, for one annotator, and how many people voted."""
@@ -284,7 +280,7 @@ class LabelStore:
         return to_dataset(self.preferences(include_ties))
 
     def import_file(self, path: str | Path, annotator: str | None = None,
-                    fmt: str = "auto", source: str | None = None) -> int:
+                    fmt: str = "auto") -> int:
         """Import a prompt/chosen/rejected JSONL or an Anthropic HH JSONL file.
 
         The whole file is validated first; a malformed file stores nothing (LabelError
@@ -306,7 +302,7 @@ class LabelStore:
             raise LabelError(f"{path.name} was not imported: {err}") from err
         if not prefs:
             raise LabelError(f"{path.name} holds no preference records")
-        source = source or f"import:{path.name}"
+        source = f"import:{path.name}"
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN")
@@ -473,6 +469,3 @@ class PairPool:
         self._wanted.set()
         if self._thread is not None:
             self._thread.join(timeout)
-
-    def __len__(self) -> int:
-        return len(self._pairs)

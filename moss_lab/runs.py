@@ -20,7 +20,6 @@ threads of this process (so the app can stream their metrics); at most
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -30,9 +29,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .files import append_jsonl, read_json, write_json
 from .paths import runs_dir
+from .run_folder import read_metrics
 
-STATES = ("queued", "running", "stopped", "failed", "finished", "interrupted")
 ACTIVE = ("queued", "running")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -71,46 +71,6 @@ def pid_alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def write_json(path: Path, obj) -> None:
-    """Atomic write: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
-
-
-def read_json(path: Path, default=None):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return default
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """The rows of a JSON-lines file a run is still writing: a half-written last line is
-    skipped, and a missing file has no rows."""
-    rows = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
-    except FileNotFoundError:
-        pass
-    return rows
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    """The rows of a run's metrics.jsonl."""
-    return read_jsonl(Path(run_dir) / "metrics.jsonl")
-
-
-def append_metrics(run_dir: Path, row: dict) -> None:
-    with open(Path(run_dir) / "metrics.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(row, default=float) + "\n")
 
 
 @dataclass
@@ -178,7 +138,7 @@ class RunManager:
                     return
                 self._set_status(run_dir, "running", started_at=time.time())
                 on_metrics = (lambda row: None) if writes_metrics else (
-                    lambda row: append_metrics(run_dir, row))
+                    lambda row: append_jsonl(run_dir / "metrics.jsonl", row))
                 try:
                     import torch
 
@@ -189,7 +149,7 @@ class RunManager:
                                      traceback=traceback.format_exc(), ended_at=time.time())
                     return
                 state = "stopped" if stop.is_set() else "finished"
-                self._set_status(run_dir, state, final=_jsonable(final), ended_at=time.time())
+                self._set_status(run_dir, state, final=final, ended_at=time.time())
         finally:
             _LIVE.discard(str(run_dir))
 
@@ -250,13 +210,6 @@ class RunManager:
     def metrics(self, name: str) -> list[dict]:
         return read_metrics(self.get(name).path)
 
-    def active(self) -> list[RunInfo]:
-        return [r for r in self.list() if r.state in ACTIVE]
-
-
-def _jsonable(obj):
-    return json.loads(json.dumps(obj, default=lambda x: float(x) if hasattr(x, "__float__")
-                                 else str(x)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -297,7 +250,8 @@ def reward_job(run_dir: Path, config: dict, on_metrics, should_stop) -> dict:
         from .toyworld import SimulatedAnnotator
 
         model, tokenizer = load_policy(rm_config.base, device="cpu")
-        annotator = SimulatedAnnotator(noise=float(config.get("noise", 1.0)), seed=rm_config.seed)
+        annotator = SimulatedAnnotator(noise=float(config.get("noise", SimulatedAnnotator.noise)),
+                                       seed=rm_config.seed)
         pairs += toy_pairs(model, tokenizer, n_sim, annotator, seed=rm_config.seed)
     if len(pairs) < 2:
         raise ValueError(f"only {len(pairs)} usable pair(s): label some pairs (A or B "

@@ -16,25 +16,24 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning",
                                         "ignore:.*no_silent_downcasting:Warning",
                                         "ignore:The copy keyword:Warning")
 
-# short PPO runs on the oracle reward (no reward model to build): seconds on a laptop
-SWITCHES = ["reward normalisation", "advantage normalisation", "token-level KL penalty",
-            "gradient clipping (1.0)"]
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """(client, url, home): the app launched on a free port with its own data home."""
-    from apps import context, lab_app
+    import gradio as gr
+
+    from moss_lab.app import context, launch
 
     home = isolated_home(tmp_path_factory.mktemp("app-home"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MOSS_LAB_HOME", str(home))
         context.reset_lab()
-        demo_app, url, _ = lab_app.launch(port=free_port(), prevent_thread_lock=True)
+        _, url, _ = launch(port=free_port(), prevent_thread_lock=True)
         client = gradio_client.Client(url, verbose=False)
         yield client, url, home
         client.close()
-        lab_app.gr.close_all()
+        gr.close_all()
         context.reset_lab()
 
 
@@ -44,9 +43,16 @@ def stored_votes(home: Path):
 
 
 def ppo_args(name, iterations=3, lr=3e-4, batch=8):
-    # name, preset, policy, reward, device, switches, kl, lr, iterations, batch, minibatch, tokens
-    return [name, "toy-fast", "toy", "gold", "cpu", SWITCHES, 0.05, lr, iterations, batch,
-            batch, 8]
+    """Short PPO runs on the oracle reward (no reward model to build): seconds on a laptop.
+    The form's fields are PPOConfig's; the critic starts from the policy (no reward model)."""
+    from moss_lab.app.tab_ppo import FORM, MORE, switches_of
+    from moss_lab.ppo import PPOConfig
+
+    config = PPOConfig(iterations=iterations, batch_size=batch, minibatch_size=batch,
+                       max_new_tokens=8, critic_init="policy", critic_pretrain_steps=0,
+                       reward_clip=None, value_clip=None)
+    values = {f: getattr(config, f) for f in [*FORM, *MORE]} | {"lr": lr}  # lr may be bad
+    return [name, "toy-fast", "toy", "gold", "cpu", switches_of(config), *values.values()]
 
 
 def wait_status(client, name, predicate, timeout=120):
@@ -123,12 +129,25 @@ def test_oversized_import_is_refused(app, tmp_path, monkeypatch):
 
 # --- PPO runs -------------------------------------------------------------------------------
 @pytest.mark.parametrize("name, lr, match", [("../evil", 3e-4, "invalid run name"),
-                                             ("ok-name", -1, "learning rate")])
+                                             ("ok-name", -1, "lr must be > 0"),
+                                             ("ok-name", None, "lr needs a value")])
 def test_bad_launch_is_refused_and_nothing_created(app, name, lr, match):
     client, _, home = app
     with pytest.raises(Exception, match=match):
         client.predict(*ppo_args(name, lr=lr), api_name="/ppo_launch")
     assert not (home / "runs" / "ok-name").exists() and not (home / "evil").exists()
+
+
+def test_ppo_form_is_filled_from_the_config():
+    """Defaults and switches come from PPOConfig, not from a copy kept by the tab."""
+    from moss_lab.app.tab_ppo import FORM, MORE, SWITCHES, preset_values
+    from moss_lab.ppo import PPOConfig
+
+    default = PPOConfig()
+    *values, switches = preset_values("toy-fast")
+    assert values == [getattr(default, f) for f in [*FORM, *MORE]]
+    assert set(SWITCHES) >= {"reward_norm", "advantage_norm", "token_level_kl"}
+    assert switches == [s for s in SWITCHES if getattr(default, s)]
 
 
 def test_ppo_run_streams_metrics_then_finishes(app):
@@ -145,7 +164,7 @@ def test_ppo_run_streams_metrics_then_finishes(app):
 
 
 def test_stop_and_a_full_queue(app):
-    from apps.context import get_lab
+    from moss_lab.app.context import get_lab
 
     client, _, home = app
     client.predict(*ppo_args("long", iterations=500), api_name="/ppo_launch")
@@ -202,8 +221,8 @@ def test_live_plots_have_number_axes_even_before_the_first_point():
     ("nominal") axes, which stayed after the numbers arrived (one tick per value)."""
     import gradio as gr
 
-    from apps.context import metric_frame
-    from apps.tab_runs import overlay
+    from moss_lab.app.context import metric_frame
+    from moss_lab.app.tab_runs import overlay
 
     plot = gr.LinePlot(x="x", y="value")
     for rows in ([], [{"iteration": 1, "reward/score": 0.5}, {"iteration": 2, "reward/score": 1}]):

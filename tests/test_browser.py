@@ -32,14 +32,16 @@ pytestmark = [
 def page(tmp_path_factory):
     """(page, home): a chromium page on the app, launched with its own data home."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    from apps import context, lab_app
+    import gradio as gr
+
+    from moss_lab.app import context, launch
 
     home = isolated_home(tmp_path_factory.mktemp("browser-home"))
     ARTIFACTS.mkdir(exist_ok=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MOSS_LAB_HOME", str(home))
         context.reset_lab()
-        _, url, _ = lab_app.launch(port=free_port(), prevent_thread_lock=True)
+        _, url, _ = launch(port=free_port(), prevent_thread_lock=True)
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
             pg = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -47,7 +49,7 @@ def page(tmp_path_factory):
             pg.goto(url)
             yield pg, home
             browser.close()
-        lab_app.gr.close_all()
+        gr.close_all()
         context.reset_lab()
 
 
@@ -107,7 +109,7 @@ def test_ppo_run_plots_live_and_stops(page):
     pg, home = page
     pg.get_by_role("tab", name="PPO").click()
     pg.locator("#ppo-name input, #ppo-name textarea").first.fill("browser-ppo")
-    for field, value in (("iterations", "400"), ("batch", "8"), ("minibatch", "8")):
+    for field, value in (("iterations", "400"), ("batch_size", "8"), ("minibatch_size", "8")):
         pg.locator(f"#ppo-{field} input").fill(value)
     pg.click("#ppo-launch")
     pg.wait_for_function("() => document.querySelector('#ppo-status')?.textContent.includes('browser-ppo')")

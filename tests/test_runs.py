@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from moss_lab.runs import (QueueFullError, RunError, RunManager, read_jsonl, read_metrics,
-                           validate_name, write_json)
+from moss_lab.files import read_jsonl, write_json
+from moss_lab.run_folder import read_metrics
+from moss_lab.runs import QueueFullError, RunError, RunManager, validate_name
 
 
 def wait_for(predicate, timeout=20.0):

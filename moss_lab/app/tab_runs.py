@@ -7,7 +7,7 @@ import time
 import gradio as gr
 import pandas as pd
 
-from moss_lab.runs import RunError, read_json
+from moss_lab.runs import RunError
 
 from .context import fmt, get_lab, metric_frame
 from .watch import ICONS
@@ -59,8 +59,6 @@ def details(name: str | None):
         info = get_lab().runs.get(name)
     except RunError as err:
         raise gr.Error(str(err))
-    status = read_json(info.path / "status.json", {})
-    status.pop("traceback", None)
     return info.config, f"`{info.path}` · status: {info.state}" + (
         f" · {info.reason}" if info.reason else "")
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from moss_lab.runs import RunError, read_metrics
+from moss_lab.run_folder import read_metrics
+from moss_lab.runs import RunError
 
 from .context import get_lab, metric_frame
 
@@ -50,6 +51,27 @@ def tick(name: str | None, seen, metrics: list[str], x: str, total_key: str):
         gr.Warning(f"Run {name} failed: {info.reason}")
     plots = [metric_frame(rows, m, x=x) for m in metrics]
     return (status_line(name, rows, x, total_key), *plots, now)
+
+
+def controls(prefix: str, label: str) -> tuple[gr.Button, gr.Button]:
+    """The Launch and Stop buttons of a training form (elem ids <prefix>-launch, -stop)."""
+    with gr.Row():
+        return (gr.Button(label, variant="primary", elem_id=f"{prefix}-launch"),
+                gr.Button("Stop", variant="stop", elem_id=f"{prefix}-stop"))
+
+
+def curves(prefix: str, titles: dict[str, str], x: str, per_row: int,
+           **kwargs) -> tuple[gr.Markdown, list[gr.LinePlot]]:
+    """The status line and one live plot per metric (`titles`: metric -> title)."""
+    status = gr.Markdown(status_line(None), elem_id=f"{prefix}-status")
+    plots, metrics = [], list(titles)
+    for start in range(0, len(metrics), per_row):
+        with gr.Row():
+            for m in metrics[start:start + per_row]:
+                plots.append(gr.LinePlot(x="x", y="value", title=titles[m], x_title=x, y_title=m,
+                                         height=220, elem_id=f"{prefix}-plot-{m.split('/')[-1]}",
+                                         **kwargs))
+    return status, plots
 
 
 def latest_run(kind: str) -> str | None:

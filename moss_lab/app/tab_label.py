@@ -15,6 +15,7 @@ import gradio as gr
 
 from moss_lab.labels import LabelError, Pair, display_to_choice
 from moss_lab.preferences import PreferenceError
+from moss_lab.toyworld import question_of
 
 from .context import fmt, get_lab
 
@@ -51,9 +52,8 @@ def show(pair: Pair | None, shown_left: str | None):
         return "*No pair yet.*", "", "", None
     left, right = ((pair.response_a, pair.response_b) if shown_left == "A"
                    else (pair.response_b, pair.response_a))
-    prompt = pair.prompt.replace("Human:", "").replace("Assistant:", "").strip()
     state = {"pair": asdict(pair), "shown_left": shown_left}
-    return f"**Prompt:** {prompt}", left or "(empty)", right or "(empty)", state
+    return f"**Prompt:** {question_of(pair.prompt)}", left or "(empty)", right or "(empty)", state
 
 
 def progress_text(annotator: str) -> str:

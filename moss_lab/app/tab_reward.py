@@ -3,22 +3,26 @@ and score any prompt/response by hand. Training is moss_lab.reward.train_reward_
 run by the run manager (moss_lab.runs.reward_job)."""
 from __future__ import annotations
 
-import math
 import threading
-import time
 
 import gradio as gr
 
 from moss_lab.paths import models_dir
+from moss_lab.reward import RewardConfig
+from moss_lab.run_folder import new_run_name
 from moss_lab.runs import QueueFullError, RunError, reward_job, validate_name
-from moss_lab.toyworld import format_prompt, gold_score, topic_of
+from moss_lab.toyworld import SimulatedAnnotator, format_prompt, gold_score, topic_of
 
-from . import watch
+from . import forms, watch
 from .context import fmt, get_lab, gpu_available
 
 METRICS = {"loss": "Training loss", "train/accuracy": "Training accuracy",
            "eval/acc_labels": "Held-out accuracy (labels)",
            "eval/acc_gold": "Held-out accuracy (gold)"}
+
+# the RewardConfig fields on the form (label shown); the others keep their defaults
+FORM = {"epochs": "Epochs", "lr": "Learning rate", "batch_size": "Batch size (pairs)"}
+MAX_SIMULATED = 20000
 
 _RMS: dict = {}  # folder -> (model, tokenizer), loaded once
 _RM_LOCK = threading.Lock()
@@ -46,27 +50,34 @@ def launch(name, simulated, noise, epochs, lr, batch_size, include_ties):
         name = validate_name(name)
     except RunError as err:
         problems.append(str(err))
-    if lr is None or not math.isfinite(lr) or not 0 < lr <= 1:
-        problems.append(f"learning rate must be in (0, 1], got {lr}")
-    for label, v, low in (("epochs", epochs, 1), ("batch size", batch_size, 2),
-                          ("simulated pairs", simulated, 0)):
-        if v is None or v != int(v) or v < low:
-            problems.append(f"{label} must be a whole number >= {low}, got {v}")
-    if not problems and simulated > 20000:
-        problems.append("at most 20000 simulated pairs")
+    fields, unreadable = forms.parse(RewardConfig, {"epochs": epochs, "lr": lr,
+                                                    "batch_size": batch_size})
+    problems += unreadable
+    # RewardConfig does not check its values (PPOConfig does): the form does
+    if not unreadable:
+        if not 0 < fields["lr"] <= 1:
+            problems.append(f"learning rate must be in (0, 1], got {lr}")
+        if fields["epochs"] < 1 or fields["batch_size"] < 2:
+            problems.append("epochs must be >= 1 and batch_size >= 2")
+    if not (forms.is_whole(simulated) and 0 <= simulated <= MAX_SIMULATED):
+        problems.append(f"simulated pairs must be a whole number in [0, {MAX_SIMULATED}], "
+                        f"got {simulated}")
     if problems:
         raise gr.Error("Not launched: " + "; ".join(problems))
-    config = {"reward": {"epochs": int(epochs), "lr": float(lr), "batch_size": int(batch_size)},
-              "labels_db": str(get_lab().store.path), "include_ties": bool(include_ties),
-              "simulated": int(simulated), "noise": float(noise)}
+    config = {"reward": fields, "labels_db": str(get_lab().store.path),
+              "include_ties": bool(include_ties), "simulated": int(simulated),
+              "noise": float(noise)}
     try:
         get_lab().runs.submit(name, "reward", config, reward_job,
                               device="cuda" if gpu_available() else "cpu")
     except (QueueFullError, RunError) as err:
         raise gr.Error(f"Not launched: {err}")
     gr.Info(f"Reward-model run {name} queued.", duration=4)
-    return (name, watch.status_line(name, x="step", total_key="-"), None,
-            time.strftime("rm-%m%d-%H%M%S"))
+    return (name, watch.status_line(name, x="step", total_key="-"), None, default_name())
+
+
+def default_name() -> str:
+    return new_run_name("rm", get_lab().runs.root)
 
 
 def score_by_hand(folder: str, prompt: str, response: str) -> str:
@@ -77,7 +88,7 @@ def score_by_hand(folder: str, prompt: str, response: str) -> str:
         raise gr.Error("Pick a reward model (train one above first).")
     if not (prompt or "").strip() or not (response or "").strip():
         raise gr.Error("Type a prompt and a response.")
-    prompt = prompt if prompt.lstrip().startswith("Human:") else format_prompt(prompt)
+    prompt = format_prompt(prompt)
     with _RM_LOCK:
         if folder not in _RMS:
             _RMS[folder] = load_reward_model(folder, device="cpu")
@@ -91,28 +102,22 @@ def score_by_hand(folder: str, prompt: str, response: str) -> str:
     return text
 
 
-def build(demo: gr.Blocks) -> dict:
+def build(demo: gr.Blocks) -> None:
     watched, seen = gr.State(None), gr.State(None)
     summary = gr.Markdown(labels_summary)
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            name = gr.Textbox(label="Run name", value=lambda: time.strftime("rm-%m%d-%H%M%S"))
+            name = gr.Textbox(label="Run name", value=default_name)
             simulated = gr.Number(500, label="Simulated pairs to add", precision=0)
-            noise = gr.Slider(0, 3, value=1.0, step=0.1, label="Simulated annotator noise")
-            epochs = gr.Number(3, label="Epochs", precision=0)
-            lr = gr.Number(1e-3, label="Learning rate")
-            batch = gr.Number(64, label="Batch size (pairs)", precision=0)
+            noise = gr.Slider(0, 3, value=SimulatedAnnotator().noise, step=0.1,
+                              label="Simulated annotator noise")
+            epochs, lr, batch = [forms.field_input(RewardConfig, RewardConfig(), f, label)
+                                 for f, label in FORM.items()]
             ties = gr.Checkbox(False, label="Include ties (label smoothing 0.5)")
-            with gr.Row():
-                b_train = gr.Button("Train reward model", variant="primary", elem_id="rm-launch")
-                b_stop = gr.Button("Stop", variant="stop", elem_id="rm-stop")
+            b_train, b_stop = watch.controls("rm", "Train reward model")
         with gr.Column(scale=3):
-            status = gr.Markdown(watch.status_line(None), elem_id="rm-status")
-            plots = []
-            with gr.Row():
-                for m, title in METRICS.items():
-                    plots.append(gr.LinePlot(x="x", y="value", title=title, x_title="step",
-                                             y_title=m, height=220, min_width=200))
+            status, plots = watch.curves("rm", METRICS, "step", per_row=len(METRICS),
+                                         min_width=200)
     gr.Markdown("### Score by hand")
     with gr.Row():
         rm = gr.Dropdown(rm_choices(), label="Reward model", allow_custom_value=True, scale=2)
@@ -135,4 +140,3 @@ def build(demo: gr.Blocks) -> dict:
                api_visibility="private")
     demo.load(lambda: (watch.latest_run("reward"), labels_summary()), None, [watched, summary],
               api_visibility="private")
-    return {"summary": summary, "rm": rm}

@@ -8,13 +8,18 @@ import random
 import gradio as gr
 
 from moss_lab.sampling import generate
-from moss_lab.toyworld import format_prompt, gold_score, sample_prompts, topic_of
+from moss_lab.toyworld import (
+    format_prompt,
+    gold_score,
+    question_of,
+    sample_prompts,
+    topic_of,
+)
 
 from .context import get_lab
 from .tab_ppo import policy_choices
 
-EXAMPLES = [p.replace("Human:", "").replace("Assistant:", "").strip()
-            for p in sample_prompts(12, seed=7)]
+EXAMPLES = [question_of(p) for p in sample_prompts(12, seed=7)]
 
 
 def _gold(prompt: str, response: str, ended: bool) -> str:
@@ -29,7 +34,7 @@ def compare(question: str, policy_a: str, policy_b: str, blind: bool, max_tokens
         raise gr.Error("Type or pick a prompt first.")
     if not policy_a or not policy_b:
         raise gr.Error("Pick two policies (they may be the same).")
-    prompt = question if question.startswith("Human:") else format_prompt(question)
+    prompt = format_prompt(question)
     out = []
     for name in (policy_a, policy_b):
         try:
@@ -58,7 +63,7 @@ def pick(which: int, reveal: dict | None) -> str:
 
 
 def _label(policy: str) -> str:
-    return dict((v, k) for k, v in policy_choices()).get(policy, policy)
+    return {v: k for k, v in policy_choices()}.get(policy, policy)
 
 
 def build() -> dict:
@@ -89,4 +94,4 @@ def build() -> dict:
     pick_2.click(lambda r: pick(1, r), reveal, revealed, api_visibility="private")
     refresh.click(lambda: (gr.update(choices=policy_choices()),) * 2, None, [policy_a, policy_b],
                   api_visibility="private")
-    return {"policy_a": policy_a, "policy_b": policy_b}
+    return {"policy_b": policy_b}

@@ -1,0 +1,83 @@
+"""The moss-lab Gradio app: compare, label, train a reward model, launch PPO runs.
+
+    moss-lab app                      # http://127.0.0.1:7860
+    moss-lab app --port 8000 --auth teacher:secret
+
+One gr.Blocks with five tabs (moss_lab/app/tab_*.py), each a thin layer over the library:
+labels in moss_lab.labels (SQLite), runs in moss_lab.runs (background threads, one folder
+per run), training in moss_lab.reward and moss_lab.ppo. Objects shared by every user live
+in moss_lab.app.context; per-user things are gr.State (this tab) or gr.BrowserState (this
+browser).
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+from . import tab_compare, tab_label, tab_ppo, tab_reward, tab_runs
+from .context import get_lab
+
+# Keyboard shortcuts for the Label tab: 1/2/3/4/s/u click the vote buttons, unless you
+# are typing in a field or the Label tab is hidden (its buttons then have no layout).
+HEAD = """
+<script>
+document.addEventListener('keydown', (event) => {
+  const target = event.target;
+  if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+  if (target && (target.tagName === 'INPUT' || target.tagName === 'TEXTAREA' ||
+                 target.isContentEditable)) return;
+  const ids = {'1': 'vote-left', '2': 'vote-right', '3': 'vote-tie', '4': 'vote-bad',
+               's': 'vote-skip', 'u': 'vote-undo'};
+  const id = ids[event.key.toLowerCase()];
+  const button = id && document.getElementById(id);
+  if (!button || button.offsetParent === null) return;
+  event.preventDefault();
+  button.click();
+});
+</script>
+"""
+
+CSS = """
+#label-left textarea, #label-right textarea { font-size: 1.05em; }
+#label-prompt { font-size: 1.15em; }
+"""
+
+MAX_UPLOAD = "50mb"  # the label store refuses imports over 20 MB with a clear message
+
+
+def build_app() -> gr.Blocks:
+    lab = get_lab()
+    lab.pool.start()  # sample the first pairs while the page loads
+    with gr.Blocks(title="moss-lab") as demo:
+        gr.Markdown("# moss-lab · RLHF, hands-on\nLabel pairs, train a reward model on your "
+                    "labels, fine-tune the policy with PPO against it, and compare.")
+        with gr.Tabs(selected="label") as tabs:
+            with gr.Tab("Compare", id="compare"):
+                compare = tab_compare.build()
+            with gr.Tab("Label", id="label"):
+                label = tab_label.build()
+            with gr.Tab("Reward model", id="reward"):
+                tab_reward.build(demo)
+            with gr.Tab("PPO", id="ppo") as ppo_tab:
+                ppo = tab_ppo.build(demo)
+            with gr.Tab("Runs", id="runs") as runs_tab:
+                runs = tab_runs.build()
+        tab_label.wire_load(demo, label)
+        # Runs -> Compare: put a run's checkpoint in Compare's second slot and go there
+        runs["to_compare"].click(
+            lambda name: (gr.update(choices=tab_ppo.policy_choices(),
+                                    value=runs["checkpoint_of"](name)), gr.Tabs(selected="compare")),
+            runs["run_1"], [compare["policy_b"], tabs], api_name="load_checkpoint")
+        # tabs are mounted when first shown: re-read the run folders whenever one opens
+        runs_tab.select(*runs["refresh"], api_visibility="private")
+        ppo_tab.select(ppo["refresh"], None, [ppo["policy"], ppo["reward"]],
+                       api_visibility="private")
+    return demo
+
+
+def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, auth=None,
+           prevent_thread_lock: bool = False):
+    demo = build_app()
+    demo.queue(default_concurrency_limit=4)
+    return demo.launch(server_name=host, server_port=port, share=share, auth=auth,
+                       prevent_thread_lock=prevent_thread_lock, head=HEAD, css=CSS,
+                       max_file_size=MAX_UPLOAD, theme=gr.themes.Soft())
