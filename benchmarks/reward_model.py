@@ -4,6 +4,9 @@
                                       [--pairs N] [--threads N] [--noise 0.6]
                                       [--set epochs=3 --set lr=2e-3 ...]
 
+`--set FIELD=VALUE` sets a RewardConfig field, its text read as `moss-lab train-rm` reads
+the flag (bools: True/False, optional fields: None).
+
 Samples `pairs` training pairs and `eval-pairs` (1000) held-out pairs (other prompts,
 other seeds) from the toy base model, labels them with the simulated annotator, trains a
 reward model and reports held-out accuracy against the labels and against the gold score.
@@ -17,8 +20,7 @@ Two setups:
   target   the issue-3 target, >= 0.85 gold agreement in <= 60 s on 2 CPU cores:
            a 4-layer base (toy-xs-deep, 4x64, 0.22M), 9000 pairs, 3 epochs at lr 2e-3
            decaying to 0, embeddings trained, the LM term of MOSS Part I (lm_coef 0.5),
-           eager attention, both cores, held-out evaluation at the end only, 500 pairs
-           for the reward statistics.
+           eager attention, both cores, held-out evaluation at the end only.
 
 Measured 2026-11-29 on the shared 2-core machine:
   default  seed 0: acc_gold 0.779 in 50.7 s (1 thread; 39.6 s with --threads 2)
@@ -40,7 +42,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -49,27 +51,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from moss_lab import preferences  # noqa: E402
+from moss_lab.configs import parse_args  # noqa: E402
 from moss_lab.models import build_toy_model, load_policy, resolve_toy  # noqa: E402
 from moss_lab.reward import RewardConfig, train_reward_model  # noqa: E402
-from moss_lab.reward_cli import field_type  # noqa: E402
 from moss_lab.toyworld import SimulatedAnnotator  # noqa: E402
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """--set FIELD=VALUE items as RewardConfig fields, typed as `moss-lab train-rm` types them."""
-    annotations = {f.name: str(f.type) for f in fields(RewardConfig)}
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if key not in annotations:
-            raise SystemExit(f"unknown RewardConfig field {key!r}")
-        if annotations[key] == "bool":
-            out[key] = value.lower() in ("1", "true", "yes")
-        elif "None" in annotations[key] and value.lower() == "none":
-            out[key] = None
-        else:
-            out[key] = field_type(key)(value)
-    return out
+def config_with(base: RewardConfig, items: list[str]) -> RewardConfig:
+    """`base` with the --set FIELD=VALUE items applied, parsed like the train-rm flags."""
+    args = [f"--{key}={value}" for key, _, value in (item.partition("=") for item in items)]
+    return parse_args(RewardConfig, args, prog="benchmarks/reward_model.py --set",
+                      default=base, bool_values=True)
 
 
 # name -> (training pairs, CPU threads, RewardConfig fields)
@@ -77,7 +69,7 @@ SETUPS = {
     "default": (4000, 1, {}),
     "target": (9000, 2, dict(base="toy-xs-deep", epochs=3, lr=2e-3, min_lr_ratio=0.0,
                              freeze_embeddings=False, lm_coef=0.5, eval_every_epoch=False,
-                             stats_pairs=500, attn_implementation="eager")),
+                             attn_implementation="eager")),
 }
 
 
@@ -98,9 +90,8 @@ def main() -> None:
     setup_pairs, setup_threads, setup_fields = SETUPS[args.setup]
     args.pairs = args.pairs or setup_pairs
     # --set wins over --threads and --seed, which win over the setup
-    config = RewardConfig(**{**setup_fields, "seed": args.seed,
-                             "threads": args.threads or setup_threads,
-                             **parse_overrides(args.set)})
+    config = config_with(RewardConfig(**{**setup_fields, "seed": args.seed,
+                                         "threads": args.threads or setup_threads}), args.set)
     torch.set_num_threads(config.threads or 1)
 
     # build (or find) the base models before the clock starts

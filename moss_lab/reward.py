@@ -33,23 +33,22 @@ and after every epoch on the held-out pairs:
 """
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
 
 from . import preferences
 from .preferences import Preference
+from .run_folder import RunFolder
 from .scoring import reward_inputs, score
 
-MODEL_SUBDIR = "model"          # a run folder keeps the saved reward model here
-STATS_FILE = "reward_stats.json"  # mean/std of rewards on the training responses (for PPO)
+MODEL_SUBDIR = "model"  # a run folder keeps the saved reward model here
 
 
 # ---------------------------------------------------------------------------------------
@@ -90,38 +89,65 @@ class RewardConfig:
     threads) reaches 0.84-0.88 in ~55 s.
     """
 
-    base: str = "toy"              # init: "toy", "toy-xs-deep", "toy-s", a folder or a hub id
+    base: str = "toy"
+    """The base LM the reward model starts from: "toy", "toy-xs-deep", "toy-s", a folder
+    saved with save_pretrained, or a Hugging Face hub id."""
     epochs: int = 7
-    batch_size: int = 64           # pairs per step (each step scores 2 * batch_size texts)
-    lr: float = 2e-3               # 1e-3: 0.777 gold, 3e-3: 0.716 (xs, 5 epochs, frozen embeddings)
+    """Passes over the training pairs."""
+    batch_size: int = 64
+    """Pairs per step (each step scores 2 * batch_size texts)."""
+    lr: float = 2e-3
+    """Peak AdamW learning rate (1e-3: 0.777 gold agreement, 3e-3: 0.716; xs, 5 epochs,
+    frozen embeddings)."""
     warmup_steps: int = 20
-    min_lr_ratio: float = 0.1      # cosine decay to this fraction of lr
+    """Steps of linear warmup before the cosine decay."""
+    min_lr_ratio: float = 0.1
+    """The cosine decay ends at this fraction of lr."""
     weight_decay: float = 0.0
+    """AdamW weight decay."""
     max_grad_norm: float = 1.0
-    eval_fraction: float = 0.1     # held-out share of the pairs when no eval pairs are given
-    freeze_embeddings: bool = True  # keep the base model's token/position embeddings: with a
-                                    # few thousand noisy pairs they overfit (0.795 vs 0.76 gold)
-    bucket_by_length: bool = True  # batches of similar length: less padding, faster on CPU,
-                                   # and it learns better too (toy, 7 epochs, seed 0: 0.82 vs 0.75)
-    eval_every_epoch: bool = True  # evaluate held-out pairs after each epoch (else at the end)
-    stats_pairs: int = 2000        # training pairs scored for reward_stats.json (mean/std)
+    """Gradients are clipped to this global norm."""
+    eval_fraction: float = 0.1
+    """Share of the pairs held out for evaluation when no eval pairs are given."""
+    freeze_embeddings: bool = True
+    """Keep the base model's token and position embeddings: with a few thousand noisy pairs
+    they overfit (0.795 vs 0.76 gold agreement)."""
+    bucket_by_length: bool = True
+    """Batches of similar length: less padding, faster on a CPU, and it learns better too
+    (toy, 7 epochs, seed 0: 0.82 vs 0.75 gold agreement)."""
+    eval_every_epoch: bool = True
+    """Evaluate the held-out pairs after every epoch (else at the end only)."""
     seed: int = 0
-    threads: int | None = None     # CPU threads (None: 1 for tiny models)
+    """Seeds the head's initialisation, the train/held-out split and the batch order."""
+    threads: int | None = None
+    """CPU threads; None: 1 for tiny models."""
     device: str | None = None
-    attn_implementation: str | None = None  # "eager": toy models train ~20% faster on a CPU
-                                   # than with SDPA's masked path (toy-xs-deep: 0.085 vs
-                                   # 0.10-0.12 s a step), scores equal to 3e-7; None: the
-                                   # model's default (SDPA; flash attention on a GPU)
+    """"cpu", "cuda", "mps", or None for the best available."""
+    attn_implementation: Literal["eager", "sdpa"] | None = None
+    """"eager": toy models train ~20% faster on a CPU than with SDPA's masked path
+    (toy-xs-deep: 0.085 vs 0.10-0.12 s a step), scores equal to 3e-7. None: the model's
+    default (SDPA; flash attention on a GPU)."""
+
     # --- remedies for noisy preferences (Secrets of RLHF, Part II) ---
     label_smoothing: float = 0.0
-    margin: float = 0.0            # fixed margin m
-    margin_from_data: bool = True  # add each record's `margin` field when it has one
-    adaptive_margin: float = 0.0   # m += adaptive_margin * max(strength, 0)
-    flip_fraction: float = 0.0     # flip labels of this fraction of weakest pairs
-    remedy_epoch: int = 1          # epoch (0-based) at which strength is measured
-    lm_coef: float = 0.0           # next-token loss on prompt + chosen (Part I); 0.5 added
-                                   # ~0.015 gold agreement to the deeper toy model (3 seeds)
-    center_coef: float = 0.0       # trl's center_rewards_coefficient
+    """eps > 0: never fully trust a label; the loss mixes in eps of the reversed order."""
+    margin: float = 0.0
+    """A fixed margin m: the loss asks for r_chosen - r_rejected > m."""
+    margin_from_data: bool = True
+    """Add each record's own `margin` field to m when it has one (like trl)."""
+    adaptive_margin: float = 0.0
+    """m += adaptive_margin * max(preference strength, 0)."""
+    flip_fraction: float = 0.0
+    """Swap chosen and rejected of this fraction of the pairs with the weakest preference
+    strength (probably mislabelled)."""
+    remedy_epoch: int = 1
+    """The epoch (0-based) at which preference strength is measured, for the two above."""
+    lm_coef: float = 0.0
+    """Weight of a next-token loss on prompt + chosen (Part I); 0.5 added ~0.015 gold
+    agreement to the deeper toy model (3 seeds)."""
+    center_coef: float = 0.0
+    """Weight of mean((r_c + r_r)^2), keeping rewards centred on 0; trl's
+    center_rewards_coefficient."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -180,25 +206,6 @@ def load_reward_model(folder: str | Path, device: str | None = None):
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model, tokenizer = _fix_padding(model, tokenizer)
     return model.to(pick_device(device)).eval(), tokenizer
-
-
-def reward_stats(folder: str | Path) -> dict | None:
-    """Mean/std of the rewards on the training responses, if the folder has them (PPO)."""
-    folder = Path(folder).expanduser()
-    for f in (folder / MODEL_SUBDIR / STATS_FILE, folder / STATS_FILE):
-        if f.is_file():
-            return json.loads(f.read_text())
-    return None
-
-
-def save_reward_model(model, tokenizer, folder: str | Path, stats: dict | None = None) -> Path:
-    """save_pretrained the model and tokenizer (safetensors), plus reward_stats.json."""
-    folder = Path(folder)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    if stats is not None:
-        (folder / STATS_FILE).write_text(json.dumps(stats, indent=2))
-    return folder
 
 
 # ---------------------------------------------------------------------------------------
@@ -362,15 +369,15 @@ def train_reward_model(pairs: list[Preference], config: RewardConfig | None = No
                        on_metrics: Callable[[dict], None] | None = None,
                        should_stop: Callable[[], bool] | None = None,
                        eval_pairs: list[Preference] | None = None):
-    """Train a reward model on preference pairs; return (model, tokenizer, final_metrics).
+    """Train a reward model on preference pairs; return (model, tokenizer, final).
 
     Held-out pairs: `eval_pairs`, else a random `config.eval_fraction` of `pairs`.
-    Every step's metrics go to `on_metrics(dict)` and, with a `run_dir`, to
-    run_dir/metrics.jsonl; run_dir/config.json holds the config, and the trained model is
-    saved to run_dir/model (with reward_stats.json). `should_stop()` is checked before each
-    step: training then ends early and what was learned so far is evaluated and saved.
-    final_metrics: the evaluate_reward_model() dict on held-out pairs plus seconds, steps,
-    n_train, n_eval, stopped, flipped.
+    Every step's metrics go to `on_metrics(dict)`. With a `run_dir` (a RunFolder):
+    config.json (the config, n_train, n_eval), metrics.jsonl, the trained model in
+    run_dir/model and result.json (status and `final`). `should_stop()` is checked before
+    each step: training then ends early and what was learned so far is evaluated and saved.
+    final: the evaluate_reward_model() dict on held-out pairs plus seconds, steps, n_train,
+    n_eval, stopped, flipped (and run_dir with a run_dir).
     """
     from .device import pick_device, set_cpu_threads
 
@@ -393,18 +400,10 @@ def train_reward_model(pairs: list[Preference], config: RewardConfig | None = No
                 module.weight.requires_grad_(False)
     model.to(device).train()
 
-    log_file = None
-    if run_dir is not None:
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(
-            {**asdict(config), "n_train": len(train), "n_eval": len(held_out)}, indent=2))
-        log_file = open(run_dir / "metrics.jsonl", "w", encoding="utf-8")
+    folder = RunFolder(run_dir, {**asdict(config), "n_train": len(train), "n_eval": len(held_out)})
 
     def emit(record: dict) -> None:
-        if log_file is not None:
-            log_file.write(json.dumps(record) + "\n")
-            log_file.flush()
+        folder.log(record)
         if on_metrics is not None:
             on_metrics(record)
 
@@ -416,59 +415,49 @@ def train_reward_model(pairs: list[Preference], config: RewardConfig | None = No
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total, config))
     strength, flipped, stopped, step, last_eval = None, [], False, 0, None
     wants_strength = config.flip_fraction > 0 or config.adaptive_margin > 0
-    try:
-        for epoch in range(config.epochs):
-            # ---- remedies: measure preference strength once, flip the weakest pairs ----
-            if wants_strength and epoch == min(config.remedy_epoch, config.epochs - 1) and strength is None:
-                r_c, r_r = pair_scores(model, tokenizer, train)
-                strength = r_c - r_r
-                if config.flip_fraction > 0:
-                    train, flipped = flip_weakest(train, strength, config.flip_fraction)
-                    strength[flipped] = -strength[flipped]
-            margins_all = pair_margins(train, config, strength)
-            smoothing_all = pair_smoothing(train, config)
-            # ---- one pass over the training pairs ----
-            for idx in _batches(train, config.batch_size, config.bucket_by_length, rng):
-                if should_stop is not None and should_stop():
-                    stopped = True
-                    break
-                t0 = time.perf_counter()
-                loss, stats = pair_loss(model, tokenizer, [train[i] for i in idx], config,
-                                        margins_all[idx], smoothing_all[idx], device)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-                opt.step()
-                sched.step()
-                step += 1
-                emit({"step": step, "epoch": step / steps_per_epoch,
-                      "lr": sched.get_last_lr()[0], **stats,
-                      "time/step_s": time.perf_counter() - t0})
-            # ---- held-out evaluation ----
-            if held_out and (config.eval_every_epoch or stopped or epoch == config.epochs - 1):
-                ev = last_eval = evaluate_reward_model(model, tokenizer, held_out)
-                emit({"step": step, "epoch": step / steps_per_epoch,
-                      **{f"eval/{k}": v for k, v in ev.items() if k not in ("n", "n_gold")}})
-            if stopped:
+    for epoch in range(config.epochs):
+        # ---- remedies: measure preference strength once, flip the weakest pairs ----
+        remedy_now = epoch == min(config.remedy_epoch, config.epochs - 1)
+        if wants_strength and remedy_now and strength is None:
+            r_c, r_r = pair_scores(model, tokenizer, train)
+            strength = r_c - r_r
+            if config.flip_fraction > 0:
+                train, flipped = flip_weakest(train, strength, config.flip_fraction)
+                strength[flipped] = -strength[flipped]
+        margins_all = pair_margins(train, config, strength)
+        smoothing_all = pair_smoothing(train, config)
+        # ---- one pass over the training pairs ----
+        for idx in _batches(train, config.batch_size, config.bucket_by_length, rng):
+            if should_stop is not None and should_stop():
+                stopped = True
                 break
-    finally:
-        if log_file is not None:
-            log_file.close()
+            t0 = time.perf_counter()
+            loss, stats = pair_loss(model, tokenizer, [train[i] for i in idx], config,
+                                    margins_all[idx], smoothing_all[idx], device)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+            opt.step()
+            sched.step()
+            step += 1
+            emit({"step": step, "epoch": step / steps_per_epoch,
+                  "lr": sched.get_last_lr()[0], **stats,
+                  "time/step_s": time.perf_counter() - t0})
+        # ---- held-out evaluation ----
+        if held_out and (config.eval_every_epoch or stopped or epoch == config.epochs - 1):
+            ev = last_eval = evaluate_reward_model(model, tokenizer, held_out)
+            emit({"step": step, "epoch": step / steps_per_epoch,
+                  **{f"eval/{k}": v for k, v in ev.items() if k not in ("n", "n_gold")}})
+        if stopped:
+            break
 
     model.eval()
     # the last epoch ended with an evaluation of this very model: reuse it
     final = dict(last_eval) if last_eval else {}
-    # reward statistics for PPO's reward normalisation, on (a sample of) the training pairs
-    sample = random.Random(config.seed).sample(train, min(len(train), config.stats_pairs))
-    r_c, r_r = pair_scores(model, tokenizer, sample)
-    both = torch.cat([r_c, r_r])
-    stats = {"mean": both.mean().item(), "std": both.std().item() if len(both) > 1 else 1.0,
-             "n": len(both)}
     final.update(seconds=time.perf_counter() - start, steps=step, n_train=len(train),
-                 n_eval=len(held_out), stopped=stopped, flipped=len(flipped),
-                 train_reward_mean=stats["mean"], train_reward_std=stats["std"])
-    if run_dir is not None:
-        save_reward_model(model, tokenizer, run_dir / MODEL_SUBDIR, stats)
-        (run_dir / "final_metrics.json").write_text(json.dumps(final, indent=2))
-        final["run_dir"] = str(run_dir)
+                 n_eval=len(held_out), stopped=stopped, flipped=len(flipped))
+    folder.save_model(model, tokenizer, MODEL_SUBDIR)
+    folder.write("result.json", {"status": "stopped" if stopped else "finished", **final})
+    if folder.path is not None:
+        final["run_dir"] = str(folder.path)
     return model, tokenizer, final

@@ -65,7 +65,7 @@ class RunFolder:
         return self.path / name
 
     def write(self, name: str, obj) -> None:
-        """Any other JSON file of the run (result.json, final_metrics.json), atomically."""
+        """Any other JSON file of the run (result.json, ...), atomically."""
         if self.path is not None:
             files.write_json(self.path / name, obj)
 

@@ -105,10 +105,3 @@ def test_missing_or_corrupt_cache_is_rebuilt(tmp_path, monkeypatch):
     assert not models._cache_ok(folder)
     models.build_toy_model("xs", seed=0, progress=False)
     assert models._cache_ok(folder)
-
-
-def test_cli_pretrain_reports_the_cached_model(capsys):
-    from moss_lab.cli import main
-
-    assert main(["pretrain"]) == 0
-    assert "base model ready" in capsys.readouterr().out

@@ -1,15 +1,18 @@
 """Every PPO formula against an independent reference: brute-force loops, hand
-computations on tiny tensors, closed forms (issue 4). No models: runs in seconds."""
+computations on tiny tensors, closed forms. No models: runs in seconds."""
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from moss_lab.configs import field_docs
 from moss_lab.ppo import (AdaptiveKLController, FixedKLController, PPOConfig, RunningMoments,
-                          discounted_returns, entropy_from_logits, gae, kl_estimate, masked_mean,
-                          policy_loss, ptx_loss, shape_rewards, value_loss, whiten)
-from moss_lab.ppo.config import FIELD_DOCS, PRESETS
+                          discounted_returns, entropy_from_logits, explained_variance, gae,
+                          kl_estimate, masked_mean, policy_loss, ptx_loss, shape_rewards,
+                          value_loss, whiten)
+from moss_lab.ppo.config import PRESETS
 from moss_lab.ppo.rollout import top_p_filter
 
 
@@ -79,6 +82,29 @@ def test_whiten_masked_moments():
     assert (w[~mask.bool()] == 0).all()
     kept = whiten(x, mask, shift_mean=False)
     torch.testing.assert_close(kept[mask.bool()], want + real.mean(), atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------
+# The critic's explained variance against numpy on the real tokens
+# ---------------------------------------------------------------------------------------
+def test_explained_variance_against_numpy():
+    rewards, values, mask, _ = random_episode_batch(seed=4)
+    _, returns = gae(rewards, values * mask, 1.0, 0.95, mask)
+    pad = 1 - mask  # the padding holds garbage: only the mask keeps it out
+    returns, values = returns + 30.0 * pad, values - 20.0 * pad
+    got = explained_variance(values, returns, mask).item()
+    real = mask.numpy().astype(bool)
+    y = returns.numpy().astype(np.float64)
+    v = values.numpy().astype(np.float64)
+    want = 1 - np.var(y[real] - v[real]) / np.var(y[real])
+    assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
+    ignoring_the_mask = 1 - np.var(y - v) / np.var(y)
+    assert abs(ignoring_the_mask - want) > 0.1
+    # the limits: perfect values explain everything, the mean return nothing
+    assert explained_variance(returns, returns, mask).item() == pytest.approx(1.0)
+    flat = torch.full_like(returns, float(y[real].mean()))
+    assert explained_variance(flat, returns, mask).item() == pytest.approx(0.0, abs=1e-5)
+    assert math.isnan(explained_variance(values, torch.ones_like(returns), mask).item())
 
 
 # ---------------------------------------------------------------------------------------
@@ -234,7 +260,7 @@ def test_every_config_field_has_a_docstring():
     import dataclasses
 
     names = [f.name for f in dataclasses.fields(PPOConfig)]
-    missing = [n for n in names if not FIELD_DOCS.get(n)]
+    missing = [n for n in names if not field_docs(PPOConfig).get(n)]
     assert not missing, f"fields without a docstring: {missing}"
 
 

@@ -1,5 +1,5 @@
 """PPO end to end on the toy world: the run improves the gold score, writes well-formed
-files, is reproducible, and stops cleanly on a stop flag or a NaN (issue 4).
+files, is reproducible, and stops cleanly on a stop flag or a NaN.
 
 The toy reward model is trained once (~1 min) and cached in the shared test data home.
 """
@@ -17,9 +17,9 @@ from moss_lab.ppo.rollout import policy_forward, sample, sequence_inputs, top_p_
 pytestmark = pytest.mark.slow
 
 REQUIRED = ["iteration", "reward/score", "reward/gold", "objective/kl", "objective/entropy",
-            "policy/clipfrac", "policy/approx_kl", "val/value_loss", "response/length",
-            "response/eos_rate", "response/perplexity", "time/rollout_s", "time/train_s",
-            "time/step_s", "time/model_s"]
+            "policy/clipfrac", "policy/approx_kl", "val/value_loss", "val/explained_variance",
+            "response/length", "response/eos_rate", "response/perplexity", "time/rollout_s",
+            "time/train_s", "time/step_s", "time/model_s"]
 
 TINY = dict(iterations=3, batch_size=16, minibatch_size=8, max_new_tokens=12,
             critic_pretrain_steps=1, save_final=False)
@@ -114,6 +114,7 @@ def test_twenty_iterations_raise_gold_and_write_the_run(tmp_path):
         missing = [k for k in REQUIRED if k not in row]
         assert not missing, f"missing metrics {missing}"
         assert all(math.isfinite(v) for v in row.values() if isinstance(v, float))
+        assert row["val/explained_variance"] <= 1.0
     gold = [r["reward/gold"] for r in rows]
     start, end = sum(gold[:3]) / 3, sum(gold[-5:]) / 5
     assert end > start + 1.0, f"gold went from {start:.2f} to {end:.2f}"
@@ -210,6 +211,8 @@ def test_every_switch_runs():
     last = result.history[-1]
     assert "policy/ptx_loss" in last and math.isfinite(last["policy/ptx_loss"])
     assert last["objective/kl_coef"] != cfg.kl_coef  # the adaptive controller moved beta
+    # objective/kl is the run's estimator: k3 is never negative (k1 can be, per response)
+    assert all(row["objective/kl"] >= 0 for row in result.history)
 
 
 def test_gold_oracle_and_passed_in_policy(toy_policy):
@@ -234,46 +237,31 @@ def test_critic_starts_as_the_reward_model():
         assert torch.equal(a, b), name
 
 
-def test_cli_runs(tmp_path):
-    from moss_lab.cli import main
-
-    code = main(["ppo", "--iterations", "2", "--batch-size", "8", "--minibatch-size", "8",
-                 "--max-new-tokens", "8", "--critic-pretrain-steps", "0",
-                 "--reward-clip", "none", "--no-save-final", "--run-dir", str(tmp_path)])
-    assert code == 0
-    assert len(read_jsonl(tmp_path / "metrics.jsonl")) == 2
-    assert json.loads((tmp_path / "config.json").read_text())["reward_clip"] is None
-
-
 def test_prompt_files(tmp_path):
     from moss_lab.ppo.setup import prompt_source
 
     txt = tmp_path / "p.txt"
     txt.write_text("Human: hi . Assistant: \n\nHuman: tell me about cats . Assistant: \n"
                    "Human: bye . Assistant: \n")
-    draw = prompt_source(PPOConfig(prompts=str(txt)), batch_size=2, seed=0)
+    draw = prompt_source(PPOConfig(prompts=str(txt), batch_size=2))
     first_epoch = draw(0) + draw(1)[:1]
     assert sorted(first_epoch) == sorted(txt.read_text().split("\n")[i] for i in (0, 2, 3))
-    assert draw(5) == prompt_source(PPOConfig(prompts=str(txt)), 2, 0)(5)  # deterministic
+    assert draw(5) == prompt_source(PPOConfig(prompts=str(txt), batch_size=2))(5)  # deterministic
     jsonl = tmp_path / "p.jsonl"
     jsonl.write_text("\n".join(json.dumps({"prompt": p}) for p in toyworld.sample_prompts(5)))
-    assert prompt_source(PPOConfig(prompts=str(jsonl)), 5, 0)(0) != []
+    assert prompt_source(PPOConfig(prompts=str(jsonl), batch_size=5))(0) != []
     with pytest.raises(ValueError, match="not found"):
-        prompt_source(PPOConfig(prompts=str(tmp_path / "nope.txt")), 2, 0)
-
-
-def test_cli_with_prompt_file_and_checkpoints(tmp_path):
-    from moss_lab.cli import main
-
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("Human: how are you ? Assistant: \nHuman: hello there . Assistant: \n")
+        prompt_source(PPOConfig(prompts=str(tmp_path / "nope.txt")))
+    # a run on the prompt file: no gold outside the toy world; checkpoints every iteration
     run = tmp_path / "run"
-    code = main(["ppo", "--iterations", "2", "--batch-size", "4", "--minibatch-size", "4",
-                 "--max-new-tokens", "6", "--critic-pretrain-steps", "0", "--save-every", "1",
-                 "--prompts", str(prompts), "--run-dir", str(run)])
-    assert code == 0
+    result = train_ppo(PPOConfig(prompts=str(txt), iterations=2, batch_size=4, minibatch_size=4,
+                                 max_new_tokens=6, critic_pretrain_steps=0, save_every=1),
+                       run_dir=run)
+    assert result.status == "finished" and result.run_dir == run
     rows = read_jsonl(run / "metrics.jsonl")
-    assert len(rows) == 2 and "reward/gold" not in rows[0]  # no gold outside the toy world
+    assert len(rows) == 2 and "reward/gold" not in rows[0]
+    assert "gold" not in read_jsonl(run / "samples.jsonl")[0]
     assert (run / "checkpoints" / "iter-0001" / "config.json").is_file()
     assert (run / "checkpoints" / "iter-0002" / "config.json").is_file()
     assert (run / "policy" / "config.json").is_file()
+    assert not [p.name for p in run.rglob(".building-*")]  # every save was atomic

@@ -1,4 +1,4 @@
-"""Returns, advantages and whitening (Labs 04 and 05).
+"""Returns, advantages, whitening and the critic's explained variance (Labs 04 and 05).
 
 Every tensor is shaped (batch, T): one row per response, one column per response token.
 `mask` marks the real tokens (1) and the padding after <eos> (0); padded steps carry no
@@ -58,10 +58,32 @@ def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool =
     """
     if mask is None:
         mask = torch.ones_like(x)
-    n = mask.sum()
-    mean = (x * mask).sum() / n
-    var = (((x - mean) * mask) ** 2).sum() / n
+    mean, var = masked_moments(x, mask)
     out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean
     return out * mask
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor
+                       ) -> torch.Tensor:
+    """How much of the returns the critic predicts, over the real tokens (as CleanRL logs it):
+
+        EV = 1 - Var[returns - values] / Var[returns]
+
+    1: perfect values; 0: no better than predicting the mean return; < 0: worse than that.
+    Variances are population variances over the masked entries; NaN when Var[returns] = 0.
+    """
+    _, var_returns = masked_moments(returns, mask)
+    _, var_error = masked_moments(returns - values, mask)
+    if var_returns == 0:
+        return torch.full_like(var_returns, float("nan"))
+    return 1 - var_error / var_returns
+
+
+def masked_moments(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, population variance) of the entries of x where mask is 1."""
+    n = mask.sum()
+    mean = (x * mask).sum() / n
+    var = (((x - mean) * mask) ** 2).sum() / n
+    return mean, var

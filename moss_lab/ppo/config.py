@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass
@@ -84,7 +85,7 @@ class PPOConfig:
     # ---- reward shaping ------------------------------------------------------------------
     kl_coef: float = 0.05
     """beta, the KL penalty: r_t = -beta * KL_t. 0 invites reward hacking (Lab 08)."""
-    kl_estimator: str = "k1"
+    kl_estimator: Literal["k1", "k2", "k3"] = "k1"
     """Per-token KL estimate in the penalty: "k1" (log ratio), "k2" or "k3" (see kl.py)."""
     kl_target: float | None = None
     """Adaptive beta: a target for the KL per response (sum over tokens); None: fixed beta."""
@@ -110,7 +111,7 @@ class PPOConfig:
     """Clip whitened advantages to [-c, c] (MOSS: `advantage_clip` 0.5, off by default)."""
 
     # ---- critic --------------------------------------------------------------------------
-    critic_init: str = "reward"
+    critic_init: Literal["reward", "policy"] = "reward"
     """PPO-max: "reward" initialises the critic from the reward model (it already knows
     what a good response looks like); "policy" from the policy's body with a fresh head.
     "reward" needs a reward model that shares the policy's tokenizer."""
@@ -179,28 +180,6 @@ class PPOConfig:
             raise ValueError(f"unknown PPOConfig fields: {sorted(unknown)}")
         return cls(**data)
 
-    @classmethod
-    def help(cls, name: str) -> str:
-        """The docstring of one field (used by the CLI and the app)."""
-        return FIELD_DOCS.get(name, "")
-
-
-def _field_docs() -> dict[str, str]:
-    """Read the docstring under each field from this file's source (for --help and the app)."""
-    import ast
-    import inspect
-
-    tree = ast.parse(inspect.getsource(PPOConfig))
-    body = tree.body[0].body
-    docs = {}
-    for node, nxt in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
-            docs[node.target.id] = " ".join(nxt.value.value.split())
-    return docs
-
-
-FIELD_DOCS: dict[str, str] = _field_docs()
 
 PRESETS: dict[str, PPOConfig] = {
     # The embedded toy world on a laptop CPU: seconds per iteration.

@@ -48,6 +48,3 @@ class RunningMoments:
         self.mean += delta * n / total
         self.var = m2 / total
         self.count = total
-
-    def state_dict(self) -> dict:
-        return {"mean": self.mean, "var": self.var, "count": self.count}

@@ -145,7 +145,7 @@ def rollout(policy, ref_policy, critic, reward_fn, tokenizer, prompts: list[str]
     """Sample a response per prompt and compute everything PPO needs about it.
 
     `reward_fn(prompts, responses) -> Tensor (B,)` scores the response texts (see
-    trainer.make_reward_fn); `timings` records seconds spent in model passes.
+    setup.make_reward); `timings` records seconds spent in model passes.
     """
     device = next(policy.parameters()).device
     timings: dict[str, float] = {}

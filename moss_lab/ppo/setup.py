@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification
 
 from .. import toyworld
 from ..device import pick_device
 from ..models import load_policy
+from ..reward import load_reward_model
 from ..scoring import score
+from .toy import toy_reward_model_dir
 
 
 class RewardFunction:
@@ -29,8 +31,8 @@ class RewardFunction:
     `model`/`tokenizer` are set when it wraps a reward model (the critic can start from it).
     """
 
-    def __init__(self, fn: Callable, model=None, tokenizer=None, name: str = ""):
-        self.fn, self.model, self.tokenizer, self.name = fn, model, tokenizer, name
+    def __init__(self, fn: Callable, model=None, tokenizer=None):
+        self.fn, self.model, self.tokenizer = fn, model, tokenizer
 
     def __call__(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
         return torch.as_tensor(self.fn(prompts, responses), dtype=torch.float32)
@@ -41,26 +43,12 @@ def gold_reward(prompts: list[str], responses: list[str]) -> torch.Tensor:
     return torch.tensor([toyworld.gold_score(p, r).total for p, r in zip(prompts, responses)])
 
 
-def from_reward_model(model, tokenizer, name: str = "") -> RewardFunction:
+def from_reward_model(model, tokenizer) -> RewardFunction:
+    """A frozen reward model as a RewardFunction."""
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    return RewardFunction(lambda p, r: score(model, tokenizer, p, r), model, tokenizer, name)
-
-
-def load_reward_folder(folder: str | Path, device) -> tuple:
-    """A reward model saved with save_pretrained (moss-lab train-rm): (model, tokenizer)."""
-    try:
-        from ..reward import load_reward_model
-    except ImportError:
-        load_reward_model = None
-    if load_reward_model is not None:
-        model, tokenizer = load_reward_model(folder)
-    else:
-        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    tokenizer.padding_side = "left"
-    return model.to(device), tokenizer
+    return RewardFunction(lambda p, r: score(model, tokenizer, p, r), model, tokenizer)
 
 
 def make_reward(spec, config, tokenizer, device) -> RewardFunction:
@@ -71,22 +59,21 @@ def make_reward(spec, config, tokenizer, device) -> RewardFunction:
     if isinstance(spec, RewardFunction):
         return spec
     if isinstance(spec, tuple):
-        return from_reward_model(spec[0].to(device), spec[1], "model")
+        return from_reward_model(spec[0].to(device), spec[1])
     if isinstance(spec, torch.nn.Module):
-        return from_reward_model(spec.to(device), tokenizer, "model")
+        return from_reward_model(spec.to(device), tokenizer)
     if callable(spec):
-        return RewardFunction(spec, name=getattr(spec, "__name__", "callable"))
+        return RewardFunction(spec)
     if spec == "gold":
-        return RewardFunction(gold_reward, name="gold (oracle)")
+        return RewardFunction(gold_reward)
     if spec == "toy":
-        from .toy import toy_reward_model_dir
-
         spec = toy_reward_model_dir(config.policy if isinstance(config.policy, str) else "toy")
     if not spec or not Path(spec).is_dir():
         raise ValueError(f"reward model {spec!r} not found: give a folder saved with "
                          "save_pretrained (moss-lab train-rm), 'toy' or 'gold'")
-    model, rm_tokenizer = load_reward_folder(spec, device)
-    return from_reward_model(model, rm_tokenizer, str(spec))
+    model, rm_tokenizer = load_reward_model(spec)  # a folder saved by moss-lab train-rm
+    rm_tokenizer.padding_side = "left"
+    return from_reward_model(model.to(device), rm_tokenizer)
 
 
 def load_models(config, policy=None, reward_model=None):
@@ -134,8 +121,10 @@ def make_critic(config, policy, tokenizer, reward: RewardFunction):
     return critic
 
 
-def prompt_source(config, batch_size: int, seed: int) -> Callable[[int], list[str]]:
-    """draw(k) -> the k-th batch of prompts (deterministic in seed and k)."""
+def prompt_source(config) -> Callable[[int], list[str]]:
+    """draw(k) -> the k-th batch of config.batch_size prompts (deterministic in config.seed
+    and k)."""
+    batch_size, seed = config.batch_size, config.seed
     if config.prompts == "toy":
         return lambda k: toyworld.sample_prompts(batch_size, seed=seed * 1_000_003 + k)
     path = Path(config.prompts)
@@ -160,8 +149,3 @@ def prompt_source(config, batch_size: int, seed: int) -> Callable[[int], list[st
         return out
 
     return draw
-
-
-def has_gold(prompts: list[str]) -> bool:
-    """Gold scores exist only for toy-world prompts."""
-    return all(toyworld.topic_of(p) is not None for p in prompts)

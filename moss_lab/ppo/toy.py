@@ -17,16 +17,17 @@ from ..paths import models_dir
 
 TOY_RM_VERSION = 3
 TOY_RM_PAIRS = 4000
+TOY_RM_SEED = 0
 
 
-def toy_reward_model_dir(policy: str = "toy", seed: int = 0, n_pairs: int = TOY_RM_PAIRS) -> Path:
+def toy_reward_model_dir(policy: str = "toy") -> Path:
     """Folder of the toy reward model for a toy policy (trained on first use, ~45 s)."""
     size = resolve_toy(policy) or "xs"
-    target = models_dir() / f"toy-rm-{size}-seed{seed}-n{n_pairs}-v{TOY_RM_VERSION}"
+    target = models_dir() / f"toy-rm-{size}-seed{TOY_RM_SEED}-n{TOY_RM_PAIRS}-v{TOY_RM_VERSION}"
     if (target / "rm_info.json").is_file():
         return target
     base = build_toy_model(size, seed=0)
-    model, tokenizer, info = _train(base, seed, n_pairs)
+    model, tokenizer, info = _train(base, TOY_RM_SEED, TOY_RM_PAIRS)
     with files.building(target) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -8,16 +8,18 @@
       2. rewards         PPO-max score treatment; per-token KL penalty; GAE; whitening
       3. PPO update      epochs x minibatches: clipped surrogate + clipped value loss
                          (+ entropy bonus, + ptx loss); global gradient clipping
-      4. bookkeeping     metrics.jsonl, samples.jsonl, checkpoints; stop flag; NaN guard
+      4. bookkeeping     adaptive beta; metrics.jsonl, samples.jsonl, checkpoints (through
+                         run_folder.RunFolder); stop flag; NaN guard
 
-Every hyperparameter is a field of PPOConfig (config.py) with a docstring.
+Every hyperparameter is a field of PPOConfig (config.py) with a docstring. The helpers
+after train_ppo only assemble what the loop logs.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import dataclass, field
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -25,14 +27,16 @@ import torch
 
 from .. import toyworld
 from ..device import set_cpu_threads
+from ..run_folder import RunFolder
 from ..scoring import position_ids
-from .advantages import gae, whiten
+from .advantages import explained_variance, gae, whiten
 from .config import PPOConfig
 from .kl import AdaptiveKLController, FixedKLController, kl_estimate
 from .losses import masked_mean, policy_loss, ptx_loss, value_loss
 from .rewards import RunningMoments, shape_rewards
 from .rollout import Rollout, critic_forward, policy_forward, rollout
-from .setup import has_gold, load_models, prompt_source
+from .setup import load_models, prompt_source
+from .toy import toy_ptx_texts
 
 
 @dataclass
@@ -46,7 +50,6 @@ class PPOResult:
     critic: object = None
     run_dir: Path | None = None
     elapsed_s: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 class NonFinite(Exception):
@@ -96,20 +99,9 @@ def train_ppo(config: PPOConfig | None = None, run_dir: str | Path | None = None
     kl_ctl = (AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
               if config.kl_target else FixedKLController(config.kl_coef))
     moments = RunningMoments()
-    draw_prompts = prompt_source(config, config.batch_size, config.seed)
-    ptx_ids = None
-    if config.ptx_coef > 0:
-        if ptx_texts is None:
-            from .toy import toy_ptx_texts
-            ptx_texts = toy_ptx_texts(4096, config.seed)
-        ptx_ids = tokenizer(ptx_texts, return_tensors="pt", padding=True).to(device)
-        ptx_ids["position_ids"] = position_ids(ptx_ids.attention_mask)  # once, not per step
-    run_dir = Path(run_dir) if run_dir is not None else None
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(config.to_json())
-        for name in ("metrics.jsonl", "samples.jsonl"):
-            (run_dir / name).write_text("")
+    draw_prompts = prompt_source(config)
+    ptx_ids = ptx_inputs(config, tokenizer, device, ptx_texts)  # None when ptx_coef is 0
+    run = RunFolder(run_dir, config.to_dict())  # run_dir None: every write is a no-op
     history: list[dict] = []
     status, reason, n_rollouts = "finished", f"completed {config.iterations} iterations", 0
 
@@ -153,7 +145,7 @@ def train_ppo(config: PPOConfig | None = None, run_dir: str | Path | None = None
     def ppo_update(batch: Rollout, adv: torch.Tensor, returns: torch.Tensor,
                    train_policy: bool, where: str) -> tuple[dict, float]:
         """Phase 3: epochs x minibatches of gradient steps; returns (mean stats, model s)."""
-        stats: dict[str, list[float]] = {}
+        stats: dict[str, list[float]] = defaultdict(list)
         model_s = 0.0
         n, n_prompt = len(batch.prompts), batch.prompt_ids.shape[1]
         for epoch in range(config.ppo_epochs):
@@ -185,10 +177,10 @@ def train_ppo(config: PPOConfig | None = None, run_dir: str | Path | None = None
                                        position_ids=ptx_ids.position_ids[rows]).logits
                         ptx = ptx_loss(logits, ids, m)
                         loss = loss + config.ptx_coef * ptx
-                        stats.setdefault("policy/ptx_loss", []).append(ptx.item())
-                    stats.setdefault("policy/loss", []).append(pg_loss.item())
+                        stats["policy/ptx_loss"].append(ptx.item())
+                    stats["policy/loss"].append(pg_loss.item())
                     for key, value in pg_stats.items():
-                        stats.setdefault(f"policy/{key}", []).append(value)
+                        stats[f"policy/{key}"].append(value)
                 # one gradient step for both models, after global gradient clipping
                 # (PPO-max: the norm over all of a model's parameters, each model on its own)
                 location = f"{where}, epoch {epoch + 1}, minibatch {k + 1}"
@@ -203,12 +195,12 @@ def train_ppo(config: PPOConfig | None = None, run_dir: str | Path | None = None
                         continue
                     norm = torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm)
                     _check_finite(f"{name} gradient norm", norm, location)
-                    stats.setdefault(f"{name}/grad_norm", []).append(norm.item())
+                    stats[f"{name}/grad_norm"].append(norm.item())
                 if train_policy:
                     policy_opt.step()
                 critic_opt.step()
-                stats.setdefault("val/value_loss", []).append(v_loss.item())
-                stats.setdefault("val/clipfrac", []).append(v_stats["clipfrac"])
+                stats["val/value_loss"].append(v_loss.item())
+                stats["val/clipfrac"].append(v_stats["clipfrac"])
         return {k: sum(v) / len(v) for k, v in stats.items()}, model_s
 
     try:
@@ -240,49 +232,22 @@ def train_ppo(config: PPOConfig | None = None, run_dir: str | Path | None = None
                                                     train_policy=True, where=where)
             t2 = time.perf_counter()
             # ---- 4. bookkeeping -------------------------------------------------------------
-            kl_seq = (batch.logp - batch.ref_logp).sum(1)          # k1 summed per response
-            kl_ctl.update(kl_seq.mean().item(), len(batch.prompts))
-            n_tok = batch.mask.sum()
-            row = {
-                "iteration": it, "episodes": it * len(batch.prompts),
-                "reward/score": batch.scores.mean().item(),
-                "reward/score_std": batch.scores.std().item(),
-                "reward/normalized": b["score"].mean().item(),
-                "reward/rlhf": (b["score"] - b["beta"] * b["kl"].sum(1)).mean().item(),
-                "objective/kl": kl_seq.mean().item(),
-                "objective/kl_coef": b["beta"],
-                "objective/entropy": (masked_mean(batch.entropy, batch.mask)).item(),
-                **train_stats,
-                "val/mean": masked_mean(batch.values, batch.mask).item(),
-                "response/length": (batch.mask.sum(1)).mean().item(),
-                "response/eos_rate": batch.ended.float().mean().item(),
-                "response/perplexity": math.exp(-(batch.logp.sum() / n_tok).item()),
-                "response/ref_perplexity": math.exp(-(batch.ref_logp.sum() / n_tok).item()),
-            }
-            gold = None
-            if has_gold(batch.prompts):
-                gold = [toyworld.gold_score(p, r, bool(e)).total for p, r, e
-                        in zip(batch.prompts, batch.responses, batch.ended.tolist())]
-                row["reward/gold"] = sum(gold) / len(gold)
-            t3 = time.perf_counter()
-            row.update({
-                "time/rollout_s": t1 - t0, "time/train_s": t2 - t1, "time/step_s": t3 - t0,
-                "time/generate_s": batch.timings["generate"],
-                "time/forward_s": sum(batch.timings.values()) - batch.timings["generate"],
-                "time/train_passes_s": train_model_s,
-                "time/model_s": sum(batch.timings.values()) + train_model_s,
-                "time/elapsed_s": t3 - start_time,
-            })
+            # Adaptive beta is fed the KL the run penalises and logs as objective/kl: the
+            # configured estimator summed over each response, mean over responses. Then
+            # kl_target, the penalty and the plot measure one quantity (with the default
+            # k1 this is the controller of Ziegler et al. unchanged).
+            kl_ctl.update(b["kl"].sum(1).mean().item(), len(batch.prompts))
+            gold = gold_scores(batch)  # None unless every prompt is a toy-world prompt
+            row = metrics_row(it, batch, b, train_stats, gold)
+            row.update(time_row(batch, t0, t1, t2, start_time, train_model_s))
             if it == 1:
                 row["time/critic_pretrain_s"] = pretrain_s
             history.append(row)
-            if run_dir is not None:
-                with open(run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(row) + "\n")
-                if it == 1 or it % max(1, config.sample_every) == 0:
-                    _write_samples(run_dir, it, batch, gold, config.n_samples)
-                if config.save_every and it % config.save_every == 0:
-                    _save(model, tokenizer, run_dir / "checkpoints" / f"iter-{it:04d}")
+            run.log(row)
+            if it == 1 or it % max(1, config.sample_every) == 0:
+                run.samples(sample_rows(it, batch, gold, config.n_samples))
+            if config.save_every and it % config.save_every == 0:
+                run.save_model(model, tokenizer, f"checkpoints/iter-{it:04d}")
             if on_metrics is not None:
                 on_metrics(row)
     except Stopped as err:
@@ -297,28 +262,87 @@ def train_ppo(config: PPOConfig | None = None, run_dir: str | Path | None = None
     # The end: final policy and result.json
     # ===================================================================================
     elapsed = time.perf_counter() - start_time
-    if run_dir is not None:
-        if config.save_final and status != "nan":
-            _save(model, tokenizer, run_dir / "policy")
-        result = {"status": status, "reason": reason, "iterations": len(history),
-                  "elapsed_s": elapsed, "final": history[-1] if history else None}
-        (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+    if config.save_final and status != "nan":
+        run.save_model(model, tokenizer, "policy")
+    run.write("result.json", {"status": status, "reason": reason, "iterations": len(history),
+                              "elapsed_s": elapsed, "final": history[-1] if history else None})
     return PPOResult(status, reason, len(history), history, model, tokenizer, critic,
-                     run_dir, elapsed)
+                     run.path, elapsed)
 
 
-def _write_samples(run_dir: Path, it: int, batch: Rollout, gold: list[float] | None,
-                   n: int) -> None:
-    with open(run_dir / "samples.jsonl", "a") as f:
-        for i in range(min(n, len(batch.prompts))):
-            rec = {"iteration": it, "prompt": batch.prompts[i], "response": batch.responses[i],
-                   "score": batch.scores[i].item(), "ended": bool(batch.ended[i])}
-            if gold is not None:
-                rec["gold"] = gold[i]
-            f.write(json.dumps(rec) + "\n")
+# =======================================================================================
+# Helpers of the setup and the bookkeeping (not the algorithm)
+# =======================================================================================
+def ptx_inputs(config: PPOConfig, tokenizer, device, texts: list[str] | None):
+    """The tokenised base-model texts of the ptx loss, with their position ids (computed
+    once, not per step); None when the ptx loss is off."""
+    if config.ptx_coef <= 0:
+        return None
+    if texts is None:
+        texts = toy_ptx_texts(4096, config.seed)
+    ids = tokenizer(texts, return_tensors="pt", padding=True).to(device)
+    ids["position_ids"] = position_ids(ids.attention_mask)
+    return ids
 
 
-def _save(model, tokenizer, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+def gold_scores(batch: Rollout) -> list[float] | None:
+    """The toy world's true score of each response; None unless every prompt has one."""
+    if not all(toyworld.has_gold(p) for p in batch.prompts):
+        return None
+    return [toyworld.gold_score(p, r, bool(e)).total
+            for p, r, e in zip(batch.prompts, batch.responses, batch.ended.tolist())]
+
+
+def metrics_row(it: int, batch: Rollout, b: dict, train_stats: dict,
+                gold: list[float] | None) -> dict:
+    """One iteration's row of metrics.jsonl (the names of the field; the time/ columns
+    come from time_row)."""
+    n_tok = batch.mask.sum()
+    kl_seq = b["kl"].sum(1)  # config.kl_estimator, summed over each response's tokens
+    row = {
+        "iteration": it, "episodes": it * len(batch.prompts),
+        "reward/score": batch.scores.mean().item(),
+        "reward/score_std": batch.scores.std().item(),
+        "reward/normalized": b["score"].mean().item(),
+        "reward/rlhf": (b["score"] - b["beta"] * kl_seq).mean().item(),
+        "objective/kl": kl_seq.mean().item(),
+        "objective/kl_coef": b["beta"],
+        "objective/entropy": (masked_mean(batch.entropy, batch.mask)).item(),
+        **train_stats,
+        "val/mean": masked_mean(batch.values, batch.mask).item(),
+        "val/explained_variance": explained_variance(batch.values, b["returns"],
+                                                     batch.mask).item(),
+        "response/length": (batch.mask.sum(1)).mean().item(),
+        "response/eos_rate": batch.ended.float().mean().item(),
+        "response/perplexity": math.exp(-(batch.logp.sum() / n_tok).item()),
+        "response/ref_perplexity": math.exp(-(batch.ref_logp.sum() / n_tok).item()),
+    }
+    if gold is not None:
+        row["reward/gold"] = sum(gold) / len(gold)
+    return row
+
+
+def time_row(batch: Rollout, t0: float, t1: float, t2: float, start_time: float,
+             train_model_s: float) -> dict:
+    """Where an iteration's seconds went: rollout [t0, t1], update [t1, t2], up to now."""
+    t3 = time.perf_counter()
+    return {
+        "time/rollout_s": t1 - t0, "time/train_s": t2 - t1, "time/step_s": t3 - t0,
+        "time/generate_s": batch.timings["generate"],
+        "time/forward_s": sum(batch.timings.values()) - batch.timings["generate"],
+        "time/train_passes_s": train_model_s,
+        "time/model_s": sum(batch.timings.values()) + train_model_s,
+        "time/elapsed_s": t3 - start_time,
+    }
+
+
+def sample_rows(it: int, batch: Rollout, gold: list[float] | None, n: int) -> list[dict]:
+    """The first n responses of the rollout, for samples.jsonl."""
+    rows = []
+    for i in range(min(n, len(batch.prompts))):
+        row = {"iteration": it, "prompt": batch.prompts[i], "response": batch.responses[i],
+               "score": batch.scores[i].item(), "ended": bool(batch.ended[i])}
+        if gold is not None:
+            row["gold"] = gold[i]
+        rows.append(row)
+    return rows

@@ -1,0 +1,47 @@
+"""The `moss-lab` command line: one short module per subcommand.
+
+    moss-lab pretrain | app | train-rm | ppo  [--flags]      moss-lab <command> --help
+
+Each module has a dataclass of the command's options (with the training config nested in
+it, for train-rm and ppo) and `main(argv) -> int`. Every flag comes from a dataclass field
+through tyro (moss_lab.configs.parse_args): `--field-name VALUE`, `--flag/--no-flag` for
+bools, `None` (or `none`) for an optional field; the docstring under a field is its help.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module in moss_lab/cli/, one line of help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "pretrain": ("pretrain", "build (or rebuild) the toy base model"),
+    "app": ("app", "start the Gradio lab app"),
+    "train-rm": ("train_rm", "train a reward model on preference pairs"),
+    "ppo": ("ppo", "fine-tune a policy with PPO against a reward model"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: moss-lab <command> [--flags]      (moss-lab <command> --help for its flags)",
+             "", "RLHF, hands-on, on a laptop.", "", "commands:"]
+    lines += [f"  {name:10s} {help_text}" for name, (_, help_text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"moss-lab: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
+    try:
+        return module.main(rest) or 0
+    except SystemExit as exit:  # tyro: --help (0) or a bad flag (2, after its message)
+        return exit.code if isinstance(exit.code, int) else 1
+    except KeyboardInterrupt:  # the second Ctrl-C (moss_lab.cli.stop)
+        print("\naborted", file=sys.stderr)
+        return 130
