@@ -1,0 +1,10 @@
+"""Methods beyond PPO, one short module each, every loss next to its equation.
+
+    dpo         Direct Preference Optimization and its IPO / hinge / robust variants (Lab 09)
+    grpo        group-normalised advantages, the clipped token loss and the k3 KL (Lab 10)
+    rloo        REINFORCE leave-one-out: the baseline from the other k - 1 samples (Lab 10)
+    best_of_n   sample n, keep the best by the reward model; KL of best-of-n (Lab 10)
+
+Each function is cross-checked against trl 1.16's own computation in
+tests/test_methods_trl.py.
+"""
