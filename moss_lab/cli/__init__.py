@@ -1,6 +1,6 @@
 """The `moss-lab` command line: one short module per subcommand.
 
-    moss-lab pretrain | app | train-rm | ppo  [--flags]      moss-lab <command> --help
+    moss-lab <command> [--flags]      moss-lab --help (the commands)      moss-lab <command> --help
 
 Each module has a dataclass of the command's options (with the training config nested in
 it, for train-rm and ppo) and `main(argv) -> int`. Every flag comes from a dataclass field
@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "app": ("app", "start the Gradio lab app"),
     "train-rm": ("train_rm", "train a reward model on preference pairs"),
     "ppo": ("ppo", "fine-tune a policy with PPO against a reward model"),
+    "eval": ("eval", "compare two policies: win rates with 95% intervals"),
+    "board": ("board", "leaderboard of the compared policies (Bradley-Terry, 95% intervals)"),
 }
 
 
