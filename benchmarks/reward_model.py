@@ -107,8 +107,8 @@ def main() -> None:
                                      SimulatedAnnotator(args.noise, seed=args.seed + 1),
                                      seed=args.seed + 10_000, max_new_tokens=args.max_new_tokens)
     t_pairs = time.perf_counter() - start
-    annot_train = preferences.gold_agreement(train)["agreement"]
-    annot_eval = preferences.gold_agreement(held_out)["agreement"]
+    annot_train = preferences.gold_agreement(train)
+    annot_eval = preferences.gold_agreement(held_out)
     print(f"{len(train)} + {len(held_out)} pairs in {t_pairs:.1f} s; the annotator agrees "
           f"with gold on {annot_train:.3f} (train) / {annot_eval:.3f} (held-out)", flush=True)
 

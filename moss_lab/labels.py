@@ -210,9 +210,10 @@ class LabelStore:
     # --- agreement ---------------------------------------------------------------------
     def gold_agreement(self, annotator: str | None = None) -> dict:
         """How often A/B votes on toy prompts pick the response the gold score prefers."""
-        from .preferences import gold_agreement
+        from .preferences import gold_judged
 
-        return gold_agreement(self.preferences(annotator=annotator))
+        agree, n = gold_judged(self.preferences(annotator=annotator))
+        return {"agreement": agree / n if n else None, "n": n}
 
     def _ended(self, pair_id: str) -> tuple[bool, bool]:
         rows = self._query("SELECT ended_a, ended_b FROM pairs WHERE id = ?", (pair_id,))

@@ -297,15 +297,24 @@ def gold_difference(pref: Preference) -> float | None:
             - toyworld.gold_score(pref.prompt, pref.rejected, pref.rejected_ended).total)
 
 
-def gold_agreement(prefs, judged=None) -> dict:
-    """How often a judge orders pairs as the gold score does: {"agreement", "n"}.
+def gold_agreement(prefs, judged=None) -> float | None:
+    """Fraction of pairs a judge orders as the gold score does (None: nothing to judge).
 
     The judge is the label itself (chosen over rejected) by default, or `judged`: one
     number per pair, > 0 when the judge prefers `chosen` (a reward model's r_c - r_r).
+    For the simulated annotator this is the ceiling a reward model trained on its labels
+    should be compared with. See gold_judged for what is skipped.
+    """
+    agree, n = gold_judged(prefs, judged)
+    return agree / n if n else None
+
+
+def gold_judged(prefs, judged=None) -> tuple[int, int]:
+    """(agreements, pairs judged): the one place where agreement with gold is counted,
+    for labels, reward models and the app's votes alike.
+
     Tied labels (when the label is the judge), pairs without gold truth and gold ties are
-    skipped; agreement
-    is None when nothing is left. The one place where agreement with gold is computed:
-    the simulated annotator's ceiling, a reward model's accuracy, the app's votes.
+    skipped.
     """
     prefs = list(prefs)
     by_label = judged is None  # a tied label is no judgement; a reward model still judges
@@ -317,4 +326,4 @@ def gold_agreement(prefs, judged=None) -> dict:
             continue
         n += 1
         agree += (judge > 0) == (gold > 0)
-    return {"agreement": agree / n if n else None, "n": n}
+    return agree, n

@@ -242,8 +242,8 @@ def evaluate_reward_model(model, tokenizer, pairs: list[Preference]) -> dict:
         out["loss"] = bradley_terry_loss(r_c[labelled], r_r[labelled]).item()
     else:
         out["acc_labels"], out["loss"] = None, None
-    gold = preferences.gold_agreement(pairs, judged=diff.tolist())
-    out["acc_gold"], out["n_gold"] = gold["agreement"], gold["n"]
+    agree, n_gold = preferences.gold_judged(pairs, judged=diff.tolist())
+    out["acc_gold"], out["n_gold"] = (agree / n_gold if n_gold else None), n_gold
     both = torch.cat([r_c, r_r])
     out["margin"] = diff.mean().item()
     out["reward_mean"] = both.mean().item()

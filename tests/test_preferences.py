@@ -193,15 +193,20 @@ def test_gold_difference_and_agreement():
     right, wrong = Preference(prompt, good, bad), Preference(prompt, bad, good)
     g = toyworld.gold_score(prompt, good).total - toyworld.gold_score(prompt, bad).total
     assert prefs.gold_difference(right) == pytest.approx(g) and g > 0
-    assert prefs.gold_agreement([right, right, right, wrong]) == {"agreement": 0.75, "n": 4}
+    assert prefs.gold_agreement([right, right, right, wrong]) == 0.75
+    assert prefs.gold_judged([right, right, right, wrong]) == (3, 4)
     # a judge's own verdicts (a reward model's r_c - r_r) instead of the labels
-    assert prefs.gold_agreement([right, wrong], judged=[1.0, 1.0])["agreement"] == 0.5
+    assert prefs.gold_agreement([right, wrong], judged=[1.0, 1.0]) == 0.5
+    # a tied label is no judgement, but a reward model judges a tied pair too
+    tied = Preference(prompt, good, bad, tie=True)
+    assert prefs.gold_judged([tied]) == (0, 0)
+    assert prefs.gold_judged([tied], judged=[-1.0]) == (0, 1)
     # the ended flag counts: an unfinished chosen response loses 2 points
     cut = Preference(prompt, good, bad, chosen_ended=False)
     assert prefs.gold_difference(cut) == pytest.approx(g - 2.0)
     # no gold truth outside the toy world
     hh = Preference(HH_PROMPT, " Yes.", " No.")
-    assert prefs.gold_difference(hh) is None and prefs.gold_agreement([hh]) == {"agreement": None, "n": 0}
+    assert prefs.gold_difference(hh) is None and prefs.gold_agreement([hh]) is None
 
 
 def test_toy_pairs_are_distinct_labelled_and_follow_the_annotator(toy_policy):
@@ -216,7 +221,7 @@ def test_toy_pairs_are_distinct_labelled_and_follow_the_annotator(toy_policy):
     # a noiseless annotator never contradicts the gold score
     diffs = [prefs.gold_difference(p) for p in pairs]
     assert all(d >= 0 for d in diffs)
-    assert prefs.gold_agreement(pairs)["agreement"] == 1.0
+    assert prefs.gold_agreement(pairs) == 1.0
     # same seed, same pairs
     again = prefs.toy_pairs(model, tokenizer, 60, toyworld.SimulatedAnnotator(0.0, seed=0),
                             seed=3, max_new_tokens=30)

@@ -69,7 +69,7 @@ def load_pairs(options: TrainRM) -> list:
     t0 = time.perf_counter()
     pairs = preferences.toy_pairs(model, tokenizer, options.pairs, annotator, seed=config.seed,
                                   max_new_tokens=options.max_new_tokens)
-    agree = preferences.gold_agreement(pairs)["agreement"]
+    agree = preferences.gold_agreement(pairs)
     seconds = time.perf_counter() - t0
     print(f"sampled {len(pairs)} pairs from {options.policy!r} in {seconds:.1f} s; "
           f"the annotator agrees with the gold score on {agree:.1%} of them")
