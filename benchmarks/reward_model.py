@@ -12,12 +12,12 @@ other seeds) from the toy base model, labels them with the simulated annotator, 
 reward model and reports held-out accuracy against the labels and against the gold score.
 The clock covers pair generation and training (the base models are built and cached
 before it starts). The annotator's noise defaults to 0.6: it then agrees with gold on
-~0.90 of the pairs, the condition of the target in issue 3. The last line is JSON.
+~0.90 of the pairs, like a careful human labeller. The last line is JSON.
 
 Two setups:
   default  RewardConfig() on 4000 pairs, 1 thread: what the labs, the app and PPO's toy
            reward model use (xs base, 2x64, frozen embeddings, 7 epochs).
-  target   the issue-3 target, >= 0.85 gold agreement in <= 60 s on 2 CPU cores:
+  target   >= 0.85 gold agreement in <= 60 s on 2 CPU cores:
            a 4-layer base (toy-xs-deep, 4x64, 0.22M), 9000 pairs, 3 epochs at lr 2e-3
            decaying to 0, embeddings trained, the LM term of MOSS Part I (lm_coef 0.5),
            eager attention, both cores, held-out evaluation at the end only.
@@ -79,7 +79,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, help="training pairs (default: the setup's)")
     ap.add_argument("--eval-pairs", type=int, default=1000)
     ap.add_argument("--noise", type=float, default=0.6,
-                    help="annotator noise; 0.6 agrees with gold on ~0.90 of pairs, as in issue 3")
+                    help="annotator noise; 0.6 agrees with gold on ~0.90 of pairs")
     ap.add_argument("--max-new-tokens", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int,
