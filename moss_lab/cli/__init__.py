@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "app": ("app", "start the Gradio lab app"),
     "train-rm": ("train_rm", "train a reward model on preference pairs"),
     "ppo": ("ppo", "fine-tune a policy with PPO against a reward model"),
+    "dpo": ("dpo", "fine-tune a policy with DPO on preference pairs (trl)"),
+    "grpo": ("grpo", "fine-tune a policy with GRPO against a reward model (trl)"),
+    "rloo": ("rloo", "fine-tune a policy with RLOO against a reward model (trl)"),
+    "best-of-n": ("best_of_n", "evaluate best-of-n sampling for a ladder of n (no training)"),
     "eval": ("eval", "compare two policies: win rates with 95% intervals"),
     "board": ("board", "leaderboard of the compared policies (Bradley-Terry, 95% intervals)"),
 }

@@ -7,4 +7,11 @@
 
 Each function is cross-checked against trl 1.16's own computation in
 tests/test_methods_trl.py.
+
+Runs (the folder train_ppo writes, the same evaluation for every method; CLI: moss-lab
+dpo | grpo | rloo | best-of-n; tests/test_methods_train.py):
+
+    train_dpo, train_grpo, train_rloo   trl's DPOTrainer, GRPOTrainer, RLOOTrainer
+    train_best_of_n                     a ladder of n, no training
+    training, train_online              what they share: the evaluation, trl's callback
 """
