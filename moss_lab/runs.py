@@ -7,6 +7,7 @@ Each run lives in its own folder under `moss_lab.paths.runs_dir()`:
                     with a reason for failed/interrupted, the owning pid, times, and the
                     run's final figures
     metrics.jsonl   one JSON object per iteration (written by the library, or here)
+    notes.json      the user's notes and tags ({"notes": str, "tags": [str]}), optional
     samples.jsonl, checkpoint/ ...  whatever the job writes
 
 The folders are the state: the app reads them, so a page reload or an app restart shows
@@ -20,8 +21,10 @@ threads of this process (so the app can stream their metrics); at most
 """
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import threading
 import time
 import traceback
@@ -85,19 +88,31 @@ class RunInfo:
     config: dict
     created_at: float | None
     final: dict = field(default_factory=dict)
+    notes: str = ""
+    tags: list[str] = field(default_factory=list)
+    stop_requested: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
 
 
 class RunManager:
     """Queue runs, run them in worker threads, read their state back from the folders."""
 
     def __init__(self, root: str | Path | None = None, per_device: int = 1,
-                 queue_limit: int = 4):
+                 queue_limit: int = 4, repeat_window: float = 0.0):
+        """repeat_window: refuse a run whose kind and config equal those of a run submitted
+        less than this many seconds ago and still active (a double click on Launch)."""
         self.root = Path(root) if root is not None else runs_dir()
         self.root.mkdir(parents=True, exist_ok=True)
         self.per_device, self.queue_limit = per_device, queue_limit
+        self.repeat_window = repeat_window
         self._lock = threading.Lock()
+        self._status_lock = threading.Lock()
         self._slots: dict[str, threading.Semaphore] = {}
         self._stops: dict[str, threading.Event] = {}
+        self._recent: dict[str, tuple[float, str]] = {}  # kind+config -> (time, run name)
         self._waiting = 0
 
     # --- submitting and stopping ---------------------------------------------------------
@@ -110,7 +125,9 @@ class RunManager:
         """
         name = validate_name(name)
         run_dir = self.root / name
+        key = json.dumps([kind, device, config], sort_keys=True, default=str)
         with self._lock:
+            self._refuse_repeat(key)
             if self._waiting >= self.queue_limit:
                 raise QueueFullError(f"the run queue is full ({self.queue_limit} runs "
                                      "waiting); wait for one to finish or stop one")
@@ -119,6 +136,7 @@ class RunManager:
             except FileExistsError:
                 raise RunError(f"a run named {name!r} exists already; pick another name")
             self._waiting += 1
+            self._recent[key] = (time.monotonic(), name)
             stop = self._stops[name] = threading.Event()
             slot = self._slots.setdefault(device, threading.Semaphore(self.per_device))
             _LIVE.add(str(run_dir))
@@ -127,6 +145,19 @@ class RunManager:
         threading.Thread(target=self._work, name=f"run-{name}", daemon=True,
                          args=(run_dir, kind, config, job, slot, stop, writes_metrics)).start()
         return run_dir
+
+    def _refuse_repeat(self, key: str) -> None:
+        """RunError when the same run was submitted moments ago and is still active."""
+        now = time.monotonic()
+        self._recent = {k: v for k, v in self._recent.items()
+                        if now - v[0] < self.repeat_window}
+        if key in self._recent:
+            when, other = self._recent[key]
+            state = read_json(self.root / other / "status.json", {}).get("state")
+            if state in ACTIVE:
+                raise RunError(f"the same run was launched {now - when:.1f} s ago as {other!r} "
+                               "and is still going (a double click?); change a setting, "
+                               "e.g. the seed, to run it again")
 
     def _work(self, run_dir, kind, config, job, slot, stop, writes_metrics) -> None:
         try:
@@ -148,8 +179,13 @@ class RunManager:
                     self._set_status(run_dir, "failed", reason=f"{type(err).__name__}: {err}",
                                      traceback=traceback.format_exc(), ended_at=time.time())
                     return
-                state = "stopped" if stop.is_set() else "finished"
-                self._set_status(run_dir, state, final=final, ended_at=time.time())
+                result = read_json(run_dir / "result.json", {})
+                stopped = stop.is_set() or result.get("status") == "stopped"
+                if stopped:
+                    self._set_status(run_dir, "stopped", final=final, ended_at=time.time(),
+                                     reason=result.get("reason") or "stopped by request")
+                else:
+                    self._set_status(run_dir, "finished", final=final, ended_at=time.time())
         finally:
             _LIVE.discard(str(run_dir))
 
@@ -162,14 +198,37 @@ class RunManager:
         event.set()
         if info.state == "queued":  # it never started: say so at once
             self._set_status(info.path, "stopped", reason="stopped before it started")
+        else:  # the job sees it at its next check; the page says "stopping" meanwhile
+            with self._status_lock:
+                status = read_json(info.path / "status.json", {})
+                if status.get("state") in ACTIVE:
+                    write_json(info.path / "status.json", {**status, "stop_requested_at": time.time()})
         return True
 
     def _set_status(self, run_dir: Path, state: str, **fields) -> None:
-        status = read_json(run_dir / "status.json", {})
-        status.update(fields, state=state, pid=os.getpid(), updated_at=time.time())
-        if state not in ("failed", "interrupted") and "reason" not in fields:
-            status.pop("reason", None)
-        write_json(run_dir / "status.json", status)
+        with self._status_lock:  # the worker and a Stop click may write at the same moment
+            status = read_json(run_dir / "status.json", {})
+            status.update(fields, state=state, pid=os.getpid(), updated_at=time.time())
+            if state not in ("failed", "interrupted", "stopped") and "reason" not in fields:
+                status.pop("reason", None)
+            write_json(run_dir / "status.json", status)
+
+    def delete(self, name: str) -> None:
+        """Remove a run's folder; refused while the run is queued or running."""
+        info = self.get(name)
+        if info.active:
+            raise RunError(f"run {name!r} is {info.state}: stop it before deleting it")
+        shutil.rmtree(info.path)
+        self._stops.pop(name, None)
+
+    def set_notes(self, name: str, notes: str = "", tags: list[str] | str = ()) -> RunInfo:
+        """Keep the user's notes and tags in <run>/notes.json (tags: a list or 'a, b')."""
+        info = self.get(name)
+        if isinstance(tags, str):
+            tags = tags.split(",")
+        tags = list(dict.fromkeys(t.strip() for t in tags if t and t.strip()))
+        write_json(info.path / "notes.json", {"notes": (notes or "").strip(), "tags": tags})
+        return self.get(name)
 
     # --- reading the folders -------------------------------------------------------------
     def get(self, name: str) -> RunInfo:
@@ -196,9 +255,14 @@ class RunManager:
         if not final:
             rows = read_metrics(run_dir)
             final = rows[-1] if rows else {}
+        if state == "stopped" and not reason:
+            reason = read_json(run_dir / "result.json", {}).get("reason") or "stopped by request"
         kind = status.get("kind") or config.get("kind", "?")  # a library may rewrite config.json
+        notes = read_json(run_dir / "notes.json", {})
         return RunInfo(run_dir.name, run_dir, kind, state, reason,
-                       config, status.get("created_at"), final)
+                       config, status.get("created_at"), final,
+                       notes=notes.get("notes", ""), tags=list(notes.get("tags", [])),
+                       stop_requested=state in ACTIVE and "stop_requested_at" in status)
 
     @staticmethod
     def _owned(run_dir: Path, pid: int | None) -> bool:
@@ -209,6 +273,19 @@ class RunManager:
 
     def metrics(self, name: str) -> list[dict]:
         return read_metrics(self.get(name).path)
+
+    def metrics_csv(self, name: str, path: str | Path) -> Path:
+        """A run's metrics.jsonl as a CSV file (one column per metric, rows in order)."""
+        import csv
+
+        rows = self.metrics(name)
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        path = Path(path)
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, columns, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+        return path
 
 
 

@@ -1,6 +1,7 @@
 """Helpers shared by the app tests (gradio_client and browser)."""
 import os
 import socket
+import time
 from pathlib import Path
 
 
@@ -16,3 +17,18 @@ def isolated_home(tmp: Path) -> Path:
     shared.mkdir(parents=True, exist_ok=True)
     (tmp / "models").symlink_to(shared.resolve(), target_is_directory=True)
     return tmp
+
+
+def fake_run(home, name, kind="ppo", rows=(), config=None, state="finished", policy=False):
+    """A run folder as a trainer leaves it (the Runs tab reads folders only)."""
+    from moss_lab.files import append_jsonl, write_json
+
+    folder = home / "runs" / name
+    folder.mkdir(parents=True)
+    write_json(folder / "config.json", {"kind": kind, **(config or {})})
+    write_json(folder / "status.json", {"state": state, "kind": kind, "created_at": time.time()})
+    for row in rows:
+        append_jsonl(folder / "metrics.jsonl", row)
+    if policy:
+        write_json(folder / "policy" / "config.json", {})
+    return folder

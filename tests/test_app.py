@@ -4,12 +4,13 @@ The module gets its own data home (labels and runs) before the app opens its sto
 base models are shared with the other tests through a symlink, so nothing is rebuilt.
 """
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
-from app_helpers import free_port, isolated_home
+from app_helpers import fake_run, free_port, isolated_home
 
 gradio_client = pytest.importorskip("gradio_client")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning",
@@ -42,7 +43,7 @@ def stored_votes(home: Path):
         return db.execute("SELECT annotator, choice, shown_left FROM votes ORDER BY id").fetchall()
 
 
-def ppo_args(name, iterations=3, lr=3e-4, batch=8):
+def ppo_args(name, iterations=3, lr=3e-4, batch=8, seed=0, **fields):
     """Short PPO runs on the oracle reward (no reward model to build): seconds on a laptop.
     The form's fields are PPOConfig's; the critic starts from the policy (no reward model)."""
     from moss_lab.app.tab_ppo import FORM, MORE, switches_of
@@ -50,7 +51,7 @@ def ppo_args(name, iterations=3, lr=3e-4, batch=8):
 
     config = PPOConfig(iterations=iterations, batch_size=batch, minibatch_size=batch,
                        max_new_tokens=8, critic_init="policy", critic_pretrain_steps=0,
-                       reward_clip=None, value_clip=None)
+                       reward_clip=None, value_clip=None, seed=seed, **fields)
     values = {f: getattr(config, f) for f in [*FORM, *MORE]} | {"lr": lr}  # lr may be bad
     return [name, "toy-fast", "toy", "gold", "cpu", switches_of(config), *values.values()]
 
@@ -144,8 +145,10 @@ def test_ppo_form_is_filled_from_the_config():
     from moss_lab.ppo import PPOConfig
 
     default = PPOConfig()
-    *values, switches = preset_values("toy-fast")
+    policy, reward, *values, switches = preset_values("toy-fast")
+    assert (policy, reward) == (default.policy, default.reward)
     assert values == [getattr(default, f) for f in [*FORM, *MORE]]
+    assert "seed" in FORM and "prompts" in FORM
     assert set(SWITCHES) >= {"reward_norm", "advantage_norm", "token_level_kl"}
     assert switches == [s for s in SWITCHES if getattr(default, s)]
 
@@ -159,7 +162,7 @@ def test_ppo_run_streams_metrics_then_finishes(app):
     assert [r["iteration"] for r in status["metrics"]] == [1, 2, 3]
     assert all(k in status["metrics"][-1] for k in ("reward/score", "reward/gold", "objective/kl"))
     assert (home / "runs" / "short" / "policy" / "config.json").is_file()
-    table = client.predict(None, None, "reward/score", api_name="/runs_table")[0]
+    table = client.predict([], ["reward/score"], 0, None, None, None, api_name="/runs_table")[0]
     assert "short" in json.dumps(table)
 
 
@@ -171,9 +174,9 @@ def test_stop_and_a_full_queue(app):
     wait_status(client, "long", lambda s: s["state"] == "running")
     limit = get_lab().runs.queue_limit
     for i in range(limit):  # they wait behind "long": one run per device
-        client.predict(*ppo_args(f"waiting-{i}"), api_name="/ppo_launch")
+        client.predict(*ppo_args(f"waiting-{i}", seed=i), api_name="/ppo_launch")
     with pytest.raises(Exception, match="queue is full"):
-        client.predict(*ppo_args("one-too-many"), api_name="/ppo_launch")
+        client.predict(*ppo_args("one-too-many", seed=99), api_name="/ppo_launch")
     assert not (home / "runs" / "one-too-many").exists()
     for i in range(limit):
         client.predict(f"waiting-{i}", api_name="/stop_run")
@@ -222,13 +225,149 @@ def test_live_plots_have_number_axes_even_before_the_first_point():
     import gradio as gr
 
     from moss_lab.app.context import metric_frame
-    from moss_lab.app.tab_runs import overlay
+    from moss_lab.app.tab_runs import overlay_frame
 
     plot = gr.LinePlot(x="x", y="value")
     for rows in ([], [{"iteration": 1, "reward/score": 0.5}, {"iteration": 2, "reward/score": 1}]):
         types = plot.postprocess(metric_frame(rows, "reward/score")).datatypes
         assert types == {"x": "quantitative", "value": "quantitative"}, rows
     empty_overlay = gr.LinePlot(x="x", y="value", color="run").postprocess(
-        overlay(None, None, "reward/score"))
+        overlay_frame(None, "reward/score"))
     assert empty_overlay.datatypes == {"x": "quantitative", "value": "quantitative",
                                        "run": "nominal"}
+
+
+# --- the Runs tab ------------------------------------------------------------------------------
+def test_overlay_any_number_of_runs_of_any_kind(app):
+    client, _, home = app
+    for i, name in enumerate(("ov-a", "ov-b", "ov-c")):
+        fake_run(home, name, rows=[{"iteration": t, "reward/score": t + i, "reward/gold": -t}
+                                   for t in (1, 2, 3)])
+    fake_run(home, "ov-rm", kind="reward", rows=[{"step": s, "loss": 1 / s} for s in (1, 2)])
+    points = client.predict(["ov-a", "ov-b", "ov-c"], ["reward/score"], 0, api_name="/overlay_points")
+    assert {p["run"] for p in points} == {"ov-a", "ov-b", "ov-c"} and len(points) == 9
+    assert [p["value"] for p in points if p["run"] == "ov-c"] == [3, 4, 5]
+    # reward and gold on one chart: one series per run and metric
+    points = client.predict(["ov-a", "ov-b"], ["reward/score", "reward/gold"], 0,
+                            api_name="/overlay_points")
+    assert {p["run"] for p in points} == {f"ov-{r} · reward/{m}" for r in "ab"
+                                          for m in ("score", "gold")}
+    # a reward-model run on its own x axis (step), with a PPO run
+    points = client.predict(["ov-rm", "ov-a"], ["loss"], 0, api_name="/overlay_points")
+    assert [(p["x"], p["run"]) for p in points] == [(1, "ov-rm"), (2, "ov-rm")]
+    smoothed = client.predict(["ov-a"], ["reward/score"], 0.5, api_name="/overlay_points")
+    values = [p["value"] for p in smoothed]
+    assert values[0] == 1 and 1 < values[1] < 2 and 2 < values[2] < 3  # averaged
+
+
+def test_the_overlay_plot_redraws_for_new_series():
+    """The browser's LinePlot keeps the colour domain of its first frame unless color_map or
+    colors_in_legend change: each new set of series must come with its own."""
+    from moss_lab.app.tab_runs import overlay_style
+
+    one = overlay_style(["ov-a"], ["reward/score"])
+    three = overlay_style(["ov-a", "ov-b", "ov-c"], ["reward/score"])
+    assert one.colors_in_legend == ["ov-a"]
+    assert three.colors_in_legend == ["ov-a", "ov-b", "ov-c"]
+    assert len(set(three.color_map.values())) == 3 and set(three.color_map) == {"ov-a", "ov-b", "ov-c"}
+
+
+def test_config_diff_notes_csv_and_delete(app):
+    client, _, home = app
+    fake_run(home, "cfg-a", config={"kl_coef": 0.05, "lr": 3e-4, "seed": 0})
+    fake_run(home, "cfg-b", config={"kl_coef": 0.1, "lr": 3e-4, "seed": 1},
+             rows=[{"iteration": 1, "reward/score": 0.5}])
+    diff = client.predict("cfg-a", "cfg-b", api_name="/run_config_diff")
+    assert diff["headers"] == ["field", "cfg-a", "cfg-b"]
+    assert diff["data"] == [["kl_coef", "0.05", "0.1"], ["seed", "0", "1"]]
+    tags = client.predict("cfg-b", "beta 0.1: gold went up", "kl, sweep", api_name="/run_notes")
+    assert tags == "kl, sweep"
+    assert json.loads((home / "runs" / "cfg-b" / "notes.json").read_text()) == {
+        "notes": "beta 0.1: gold went up", "tags": ["kl", "sweep"]}
+    csv = Path(client.predict("cfg-b", api_name="/export_csv"))
+    assert csv.read_text().splitlines() == ["iteration,reward/score", "1,0.5"]
+    from moss_lab.app.context import get_lab
+    from moss_lab.runs import _LIVE
+
+    fake_run(home, "cfg-running")  # a run going in this process: it may not be deleted
+    status = home / "runs" / "cfg-running" / "status.json"
+    status.write_text(json.dumps({"state": "running", "kind": "ppo", "pid": os.getpid()}))
+    _LIVE.add(str(home / "runs" / "cfg-running"))
+    try:
+        assert get_lab().runs.get("cfg-running").state == "running"
+        with pytest.raises(Exception, match="stop it before deleting"):
+            client.predict("cfg-running", api_name="/delete_run")
+    finally:
+        _LIVE.discard(str(home / "runs" / "cfg-running"))
+    client.predict("cfg-a", api_name="/delete_run")
+    assert not (home / "runs" / "cfg-a").exists()
+
+
+def test_a_double_launch_is_refused(app):
+    client, _, home = app
+    client.predict(*ppo_args("twice-1", seed=7), api_name="/ppo_launch")
+    with pytest.raises(Exception, match="launched .* ago as 'twice-1'"):
+        client.predict(*ppo_args("twice-2", seed=7), api_name="/ppo_launch")
+    assert not (home / "runs" / "twice-2").exists()
+    client.predict("twice-1", api_name="/stop_run")
+    wait_status(client, "twice-1", lambda s: s["state"] in ("stopped", "finished"))
+
+
+def test_a_run_stopped_before_its_first_iteration(app):
+    """It is marked stopped, says why, and its untouched policy is not offered anywhere."""
+    from moss_lab.app import tab_ppo, tab_runs, watch
+
+    client, _, home = app
+    fake_run(home, "no-iteration", policy=True, state="stopped")
+    assert all("no-iteration" not in value for _, value in tab_ppo.policy_choices())
+    with pytest.raises(Exception, match="no trained policy"):
+        tab_runs.checkpoint_of("no-iteration")
+    client.predict(*ppo_args("stop-early", iterations=50, seed=11), api_name="/ppo_launch")
+    client.predict("stop-early", api_name="/stop_run")
+    status = wait_status(client, "stop-early", lambda s: s["state"] == "stopped")
+    assert status["reason"].startswith("stopped")
+    assert "**Why:** stopped" in watch.status_line("stop-early")
+    listed = any("stop-early" in value for _, value in tab_ppo.policy_choices())
+    assert listed == bool(status["metrics"])
+
+
+def test_lists_of_models_refresh_when_a_run_ends():
+    from moss_lab.app.watch import finished_now
+
+    assert finished_now(["r", "running", 3, False], ["r", "finished", 4, False])
+    assert finished_now(None, ["r", "stopped", 0, False])  # a page opened on an ended run
+    assert not finished_now(["r", "finished", 4, False], ["r", "finished", 4, False])
+    assert not finished_now(["r", "running", 3, False], ["r", "running", 4, False])
+
+
+def test_gpu_preset_only_where_there_is_a_gpu(app, monkeypatch):
+    from moss_lab.app import tab_ppo
+    from moss_lab.ppo import PRESETS
+
+    client, _, home = app
+    monkeypatch.setattr(tab_ppo, "gpu_available", lambda: False)
+    assert tab_ppo.preset_names() == [n for n in PRESETS if PRESETS[n].device != "cuda"]
+    args = ppo_args("gpu-here")
+    args[1] = "gpu-small"
+    with pytest.raises(Exception, match="gpu-small is not in the list of choices"):
+        client.predict(*args, api_name="/ppo_launch")  # the dropdown does not offer it
+    with pytest.raises(Exception, match="needs a CUDA GPU"):
+        tab_ppo.launch(*args)  # and the form refuses it
+    assert not (home / "runs" / "gpu-here").exists()
+    monkeypatch.setattr(tab_ppo, "gpu_available", lambda: True)
+    assert "gpu-small" in tab_ppo.preset_names()
+    # the preset fills critic_pretrain_steps as a number, and asks for a prompts file
+    policy, reward, *values, switches = tab_ppo.preset_values("gpu-small")
+    fields = dict(zip([*tab_ppo.FORM, *tab_ppo.MORE], values))
+    assert fields["critic_pretrain_steps"] == 5 and fields["prompts"] == ""
+
+
+def test_launch_forms_have_a_seed(app):
+    client, _, home = app
+    client.predict("rm-seeded", 0, 1.0, 1, 1e-3, 16, False, 5, api_name="/rm_launch")
+    config = json.loads((home / "runs" / "rm-seeded" / "config.json").read_text())
+    # the run manager writes the job's config; once training starts, the reward-model
+    # library rewrites config.json with its RewardConfig (both carry the seed)
+    assert config.get("reward", config)["seed"] == 5
+    client.predict("rm-seeded", api_name="/stop_run")
+    wait_status(client, "rm-seeded", lambda s: s["state"] in ("stopped", "failed", "finished"))

@@ -1,7 +1,9 @@
 """The app in a real browser: Debian's chromium driven by Playwright for Python.
 
 Labels five pairs with the keyboard, launches a short PPO run and watches the reward
-plot gain points, presses Stop, and saves a screenshot of every tab to test-artifacts/.
+plot gain points, presses Stop, reloads (same tab, same settings), overlays three runs in
+the Runs tab (three drawn lines and a legend), and saves a screenshot of every tab to
+test-artifacts/.
 """
 import re
 import sqlite3
@@ -9,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from app_helpers import free_port, isolated_home
+from app_helpers import fake_run, free_port, isolated_home
 
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -105,9 +107,49 @@ def test_label_five_pairs_with_the_keyboard(page):
     pg.wait_for_function("() => document.querySelector('#label-count')?.textContent.startsWith('5 by you')")
 
 
+def headers_broken_mid_word(pg, table: str) -> list[str]:
+    """One-word headers of a table drawn on more than one line ("iterati/on")."""
+    return pg.evaluate("""(sel) => [...document.querySelectorAll(sel + ' thead th')].flatMap(th => {
+        const text = th.innerText.trim();
+        if (!text || /\\s/.test(text)) return [];
+        const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
+        let node, lines = 0;
+        while ((node = walker.nextNode())) {
+            if (!node.textContent.trim()) continue;
+            const range = document.createRange();
+            range.selectNodeContents(node);
+            const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+            lines = Math.max(lines, tops.size);
+        }
+        return lines > 1 ? [text] : []; })""", table)
+
+
+def drawn_lines(pg, plot: str) -> list[str]:
+    """The stroke colours of the lines vega drew (stroke "none": not drawn)."""
+    return pg.evaluate("""(sel) => [...document.querySelectorAll(sel + ' .mark-line path')]
+        .map(p => p.getAttribute('stroke')).filter(s => s && s !== 'none' &&
+             (document.querySelector(sel + ' .mark-line path[stroke="' + s + '"]')
+              .getAttribute('d') || '').length > 0)""", plot)
+
+
+def legend_labels(pg, plot: str) -> list[str]:
+    return pg.evaluate("""(sel) => [...document.querySelectorAll(
+        sel + ' .role-legend-label text')].map(t => t.textContent)""", plot)
+
+
 def test_ppo_run_plots_live_and_stops(page):
     pg, home = page
     pg.get_by_role("tab", name="PPO").click()
+    # before any run, the empty plots already show their titles
+    pg.wait_for_function("() => [...document.querySelectorAll('#ppo-plot-score svg text')]"
+                         ".some(t => t.textContent === 'Reward-model score')")
+    # critic pre-training steps are a number field, and no GPU preset is offered on a CPU
+    pg.get_by_text("More PPO-max settings").click()
+    assert pg.locator("#ppo-critic_pretrain_steps input[type=number]").input_value() == "2"
+    pg.locator("#ppo-preset input").click()
+    options = pg.locator("ul[role=listbox] li").all_inner_texts()
+    assert "toy-fast" in " ".join(options) and ("gpu-small" in " ".join(options)) == _gpu()
+    pg.keyboard.press("Escape")
     pg.locator("#ppo-name input, #ppo-name textarea").first.fill("browser-ppo")
     for field, value in (("iterations", "400"), ("batch_size", "8"), ("minibatch_size", "8")):
         pg.locator(f"#ppo-{field} input").fill(value)
@@ -133,6 +175,57 @@ def test_ppo_run_plots_live_and_stops(page):
     assert '"state": "stopped"' in (home / "runs" / "browser-ppo" / "status.json").read_text()
     points = int(re.search(r"(\d+) points", status_text(pg)).group(1))
     assert 2 <= points < 400
+    assert "Why: stopped by request" in status_text(pg)  # the reason, from result.json
+    assert headers_broken_mid_word(pg, "#ppo-samples") == []
+    # a reload stays on this tab and shows the watched run's settings, not the defaults
+    pg.reload()
+    pg.wait_for_function("() => document.querySelector('#ppo-status')?.textContent.includes('browser-ppo')")
+    pg.wait_for_function("() => document.querySelector('#ppo-iterations input')?.value === '400'")
+    assert pg.locator("#ppo-batch_size input").input_value() == "8"
+
+
+def _gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def test_runs_overlay_three_runs_with_a_legend(page):
+    pg, home = page
+    for i, name in enumerate(("curve-a", "curve-b", "curve-c")):
+        fake_run(home, name, rows=[{"iteration": t, "reward/score": t * (i + 1) / 3,
+                                    "reward/gold": i - t / 4} for t in range(1, 8)],
+                 config={"kl_coef": 0.05 * (i + 1), "seed": i})
+    pg.get_by_role("tab", name="Runs").click()
+    pg.get_by_role("button", name="↻ Refresh").click()
+    pg.wait_for_function("() => document.querySelector('#runs-table')?.textContent.includes('curve-c')")
+    box = pg.locator("#runs-overlay-runs input")
+    pg.locator("#runs-overlay-runs .remove-all").click()  # the newest run is preselected
+    for name in ("curve-a", "curve-b", "curve-c"):
+        box.click()
+        box.fill(name)
+        box.press("Enter")  # the first option that matches
+        pg.wait_for_function("(n) => [...document.querySelectorAll('#runs-overlay-runs .token')]"
+                             ".some(t => t.textContent.includes(n))", arg=name)
+        pg.wait_for_timeout(300)  # the overlay and the metric list follow the change
+    pg.locator("h1").first.click()  # close the list
+    end = time.monotonic() + 30
+    while time.monotonic() < end and len(drawn_lines(pg, "#runs-overlay")) < 3:
+        time.sleep(0.2)
+    runs_in_legend = [x for x in legend_labels(pg, "#runs-overlay") if x.startswith("curve-")]
+    lines = drawn_lines(pg, "#runs-overlay")
+    assert len(set(lines)) == 3, (lines, runs_in_legend)
+    assert sorted(runs_in_legend) == ["curve-a", "curve-b", "curve-c"]
+    assert headers_broken_mid_word(pg, "#runs-table") == []
+    pg.wait_for_timeout(1000)  # let vega settle before the picture
+    pg.screenshot(path=str(ARTIFACTS / "tab-runs-overlay.png"), full_page=True)
+    # reward and gold on one chart: six lines
+    pg.get_by_role("button", name="Reward and gold").click()
+    end = time.monotonic() + 30
+    while time.monotonic() < end and len(set(drawn_lines(pg, "#runs-overlay"))) < 6:
+        time.sleep(0.2)
+    assert len(set(drawn_lines(pg, "#runs-overlay"))) == 6
+    assert "curve-a · reward/gold" in legend_labels(pg, "#runs-overlay")
 
 
 def test_screenshots_of_the_other_tabs(page):
@@ -140,6 +233,10 @@ def test_screenshots_of_the_other_tabs(page):
     pg.get_by_role("tab", name="Runs").click()
     pg.wait_for_function("() => document.querySelector('#runs-table')?.textContent.includes('browser-ppo')")
     pg.screenshot(path=str(ARTIFACTS / "tab-runs.png"), full_page=True)
+    run_box = pg.locator("#runs-run input")
+    run_box.click()
+    run_box.fill("browser-ppo")
+    run_box.press("Enter")
     pg.click("#runs-to-compare")  # the stopped run's checkpoint goes to Compare
     pg.wait_for_function("() => document.querySelector('#compare-policy-b input')?.value.includes('browser-ppo')")
     pg.click("#compare-generate")

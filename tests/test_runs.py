@@ -141,3 +141,58 @@ def test_state_survives_a_restart_and_dead_runs_show_as_interrupted(manager, tmp
 def test_unknown_run(manager):
     with pytest.raises(RunError, match="no run"):
         manager.get("missing")
+
+
+def test_a_double_submission_is_refused_while_the_first_is_going(tmp_path):
+    """Two Launch clicks 0.4 s apart started two identical runs; now the second is refused."""
+    manager = RunManager(tmp_path / "runs", repeat_window=5.0)
+    gate = threading.Event()
+    manager.submit("first", "toy", {"scale": 1.0}, counting_job(gate=gate))
+    with pytest.raises(RunError, match="launched .* ago as 'first'"):
+        manager.submit("second", "toy", {"scale": 1.0}, counting_job(gate=gate))
+    assert not (manager.root / "second").exists()
+    manager.submit("other-seed", "toy", {"scale": 1.0, "seed": 1}, counting_job(gate=gate))
+    gate.set()
+    wait_for(lambda: manager.get("first").state == "finished")
+    manager.submit("again", "toy", {"scale": 1.0}, counting_job())  # the first has ended
+
+
+def test_a_stopped_run_says_why_and_shows_stopping_meanwhile(manager):
+    gate = threading.Event()
+
+    def job(run_dir, config, on_metrics, should_stop):
+        gate.wait()
+        if should_stop():  # what train_ppo writes when it stops
+            write_json(run_dir / "result.json", {"status": "stopped",
+                                                 "reason": "stopped by request before iteration 1"})
+            return {"iterations": 0}
+        return {"iterations": 1}
+
+    manager.submit("slow-start", "toy", {}, job)
+    wait_for(lambda: manager.get("slow-start").state == "running")
+    assert manager.stop("slow-start")
+    info = manager.get("slow-start")
+    assert info.state == "running" and info.stop_requested  # the page says "stopping"
+    gate.set()
+    wait_for(lambda: manager.get("slow-start").state == "stopped")
+    info = manager.get("slow-start")
+    assert info.reason == "stopped by request before iteration 1" and not info.stop_requested
+    assert RunManager(manager.root).get("slow-start").reason == info.reason  # after a restart
+
+
+def test_notes_tags_csv_and_delete(manager, tmp_path):
+    gate = threading.Event()
+    manager.submit("busy", "toy", {"scale": 1.0}, counting_job(gate=gate), writes_metrics=False)
+    wait_for(lambda: manager.get("busy").state == "running")
+    with pytest.raises(RunError, match="stop it before deleting"):
+        manager.delete("busy")
+    info = manager.set_notes("busy", " beta 0.1 looks better ", "kl, baseline,, kl")
+    assert (info.notes, info.tags) == ("beta 0.1 looks better", ["kl", "baseline"])
+    gate.set()
+    wait_for(lambda: manager.get("busy").state == "finished")
+    path = manager.metrics_csv("busy", tmp_path / "busy.csv")
+    assert path.read_text().splitlines() == ["step,reward/score", "0,0.0", "1,1.0", "2,2.0"]
+    manager.delete("busy")
+    assert not (manager.root / "busy").exists()
+    with pytest.raises(RunError, match="no run"):
+        manager.get("busy")

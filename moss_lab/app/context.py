@@ -25,6 +25,9 @@ PLOT_METRICS = {  # metric name in metrics.jsonl -> plot title
 }
 
 
+REPEAT_WINDOW_S = 3.0
+
+
 @dataclass
 class Lab:
     store: LabelStore
@@ -53,7 +56,9 @@ _LAB: Lab | None = None
 def get_lab() -> Lab:
     global _LAB
     if _LAB is None:
-        _LAB = Lab(LabelStore(), RunManager(), PairPool("toy", size=16))
+        # repeat_window: a second Launch click on the same form is refused, not run twice
+        _LAB = Lab(LabelStore(), RunManager(repeat_window=REPEAT_WINDOW_S),
+                   PairPool("toy", size=16))
     return _LAB
 
 
@@ -85,6 +90,37 @@ def metric_frame(rows: list[dict], metric: str, x: str = "iteration",
     if label is not None:
         frame["run"] = label
     return frame
+
+
+def has_policy(info) -> bool:
+    """A PPO run that saved a policy after at least one iteration (a run stopped before
+    its first iteration saves the untouched base model: nothing to compare)."""
+    if info.kind != "ppo" or not (info.path / "policy" / "config.json").is_file():
+        return False
+    iterations = info.final.get("iterations")
+    if iterations is None:
+        iterations = len(get_lab().runs.metrics(info.name))
+    return iterations > 0
+
+
+def x_key(rows: list[dict]) -> str:
+    """The x axis of a run's metrics: "iteration" (PPO and the RL methods) or "step"."""
+    for key in ("iteration", "step", "epoch"):
+        if rows and key in rows[0]:
+            return key
+    return "iteration"
+
+
+def smooth(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing: a debiased exponential moving average (weight 0: none)."""
+    if not weight or weight <= 0:
+        return list(values)
+    out, last, n = [], 0.0, 0
+    for v in values:
+        n += 1
+        last = last * weight + (1 - weight) * v
+        out.append(last / (1 - weight ** n))
+    return out
 
 
 def fmt(value, digits: int = 3) -> str:

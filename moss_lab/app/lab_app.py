@@ -39,6 +39,9 @@ document.addEventListener('keydown', (event) => {
 CSS = """
 #label-left textarea, #label-right textarea { font-size: 1.05em; }
 #label-prompt { font-size: 1.15em; }
+/* table headers wrap between words, never inside one ("iterati/on") */
+.gradio-container thead th, .gradio-container thead th * {
+  word-break: normal !important; overflow-wrap: normal !important; hyphens: none; }
 """
 
 MAX_UPLOAD = "50mb"  # the label store refuses imports over 20 MB with a clear message
@@ -48,27 +51,38 @@ def build_app() -> gr.Blocks:
     lab = get_lab()
     lab.pool.start()  # sample the first pairs while the page loads
     with gr.Blocks(title="moss-lab") as demo:
+        # the open tab, kept by the browser: a reload comes back to it
+        open_tab = gr.BrowserState("label", storage_key="moss-lab-tab")
         gr.Markdown("# moss-lab · RLHF, hands-on\nLabel pairs, train a reward model on your "
                     "labels, fine-tune the policy with PPO against it, and compare.")
         with gr.Tabs(selected="label") as tabs:
-            with gr.Tab("Compare", id="compare"):
+            with gr.Tab("Compare", id="compare") as compare_tab:
                 compare = tab_compare.build()
-            with gr.Tab("Label", id="label"):
+            with gr.Tab("Label", id="label") as label_tab:
                 label = tab_label.build()
-            with gr.Tab("Reward model", id="reward"):
-                tab_reward.build(demo)
+            with gr.Tab("Reward model", id="reward") as reward_tab:
+                reward = tab_reward.build(demo)
             with gr.Tab("PPO", id="ppo") as ppo_tab:
                 ppo = tab_ppo.build(demo)
             with gr.Tab("Runs", id="runs") as runs_tab:
                 runs = tab_runs.build()
         tab_label.wire_load(demo, label)
+        for tab, key in ((compare_tab, "compare"), (label_tab, "label"), (reward_tab, "reward"),
+                         (ppo_tab, "ppo"), (runs_tab, "runs")):
+            tab.select(lambda key=key: key, None, open_tab, api_visibility="private")
+        demo.load(lambda key: gr.Tabs(selected=key) if key and key != "label" else gr.skip(),
+                  open_tab, tabs, api_visibility="private")
         # Runs -> Compare: put a run's checkpoint in Compare's second slot and go there
         runs["to_compare"].click(
             lambda name: (gr.update(choices=tab_ppo.policy_choices(),
                                     value=runs["checkpoint_of"](name)), gr.Tabs(selected="compare")),
             runs["run_1"], [compare["policy_b"], tabs], api_name="load_checkpoint")
         # tabs are mounted when first shown: re-read the run folders whenever one opens
-        runs_tab.select(*runs["refresh"], api_visibility="private")
+        runs_tab.select(*runs["refresh"], api_visibility="private").then(
+            *runs["restyle"], api_visibility="private")
+        compare_tab.select(lambda: (gr.update(choices=tab_ppo.policy_choices()),) * 2, None,
+                           [compare["policy_a"], compare["policy_b"]], api_visibility="private")
+        reward_tab.select(reward["refresh"], None, reward["models"], api_visibility="private")
         ppo_tab.select(ppo["refresh"], None, [ppo["policy"], ppo["reward"]],
                        api_visibility="private")
     return demo

@@ -94,4 +94,4 @@ def build() -> dict:
     pick_2.click(lambda r: pick(1, r), reveal, revealed, api_visibility="private")
     refresh.click(lambda: (gr.update(choices=policy_choices()),) * 2, None, [policy_a, policy_b],
                   api_visibility="private")
-    return {"policy_b": policy_b}
+    return {"policy_a": policy_a, "policy_b": policy_b}

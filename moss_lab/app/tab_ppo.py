@@ -7,6 +7,8 @@ the page shows the newest run again.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 import pandas as pd
 
@@ -18,17 +20,22 @@ from moss_lab.runs import QueueFullError, RunError, ppo_job, validate_name
 from moss_lab.toyworld import question_of
 
 from . import forms, watch
-from .context import PLOT_METRICS, fmt, get_lab, gpu_available
+from .context import PLOT_METRICS, fmt, get_lab, gpu_available, has_policy
 
 # The fields on the form (label shown), then the rest of PPO-max in an accordion. The
 # on/off fields of PPOConfig are the switches.
 FORM = {"kl_coef": "β: KL penalty (kl_coef)", "lr": "Learning rate", "iterations": "Iterations",
         "batch_size": "Batch (prompts per rollout)", "minibatch_size": "Minibatch",
-        "max_new_tokens": "Max new tokens"}
+        "max_new_tokens": "Max new tokens", "seed": "Seed", "prompts": "Prompts"}
 MORE = ["kl_estimator", "reward_clip", "value_clip", "max_grad_norm", "critic_init",
         "critic_pretrain_steps"]
 SWITCHES = forms.bool_fields(PPOConfig)
 DEFAULT_PRESET = "toy-fast"
+
+
+def preset_names() -> list[str]:
+    """The presets this machine can run: a preset for CUDA only where there is a GPU."""
+    return [n for n, c in PRESETS.items() if c.device != "cuda" or gpu_available()]
 
 
 def switches_of(config: PPOConfig) -> list[str]:
@@ -36,9 +43,9 @@ def switches_of(config: PPOConfig) -> list[str]:
 
 
 def preset_values(name: str):
-    """The form filled from a preset."""
+    """The form filled from a preset: policy, reward, the FORM and MORE fields, switches."""
     c = PRESETS[name]
-    return (*[getattr(c, f) for f in [*FORM, *MORE]], switches_of(c))
+    return (c.policy, c.reward, *[getattr(c, f) for f in [*FORM, *MORE]], switches_of(c))
 
 
 def switches_help() -> str:
@@ -46,8 +53,7 @@ def switches_help() -> str:
 
 
 def reward_choices() -> list[tuple[str, str]]:
-    out = [("toy reward model (trained on simulated labels, cached)", "toy"),
-           ("gold score (oracle: teaching only)", "gold")]
+    out = [("toy reward model (cached)", "toy"), ("gold score (oracle)", "gold")]
     for r in get_lab().runs.list():
         if r.kind == "reward" and r.state in ("finished", "stopped") and (r.path / "model").is_dir():
             out.append((f"reward run {r.name}", str(r.path / "model")))
@@ -57,7 +63,7 @@ def reward_choices() -> list[tuple[str, str]]:
 def policy_choices() -> list[tuple[str, str]]:
     out = [("toy base model", "toy")]
     for r in get_lab().runs.list():
-        if r.kind == "ppo" and (r.path / "policy" / "config.json").is_file():
+        if has_policy(r):
             out.append((f"PPO run {r.name}", str(r.path / "policy")))
     return out
 
@@ -73,6 +79,15 @@ def launch(name, preset, policy, reward, device, switches, *values):
     problems += unreadable
     fields.update({s: s in (switches or []) for s in SWITCHES})
     config = None
+    if preset in PRESETS and PRESETS[preset].device == "cuda" and not gpu_available():
+        problems.append(f"the {preset} preset needs a CUDA GPU and there is none here; "
+                        f"choose {DEFAULT_PRESET}")
+    prompts = fields.get("prompts")
+    if prompts and prompts != "toy" and not Path(prompts).is_file():
+        problems.append(f"prompts file {prompts!r} not found: give a .txt or .jsonl file "
+                        "(one prompt per line), or 'toy'")
+    if not (reward or "").strip():
+        problems.append("choose a reward model (Reward)")
     if not unreadable:
         try:
             config = PPOConfig.preset(preset, policy=policy or "toy", reward=reward or "toy",
@@ -92,12 +107,28 @@ def launch(name, preset, policy, reward, device, switches, *values):
     return name, watch.status_line(name), None, default_name()
 
 
+def form_of(name: str | None):
+    """The form filled with a run's settings (a reloaded page shows the run it follows)."""
+    fields = [*FORM, *MORE]
+    try:
+        config = get_lab().runs.get(name).config if name else None
+    except RunError:
+        config = None
+    if not config:
+        return tuple(gr.skip() for _ in range(len(fields) + 4))
+    known = PPOConfig().to_dict()
+    values = {**known, **{k: v for k, v in config.items() if k in known}}
+    device = values["device"] if values["device"] in ("cpu", "cuda") else "auto"
+    return (values["policy"], values["reward"], device,
+            *[values[f] for f in fields], [s for s in SWITCHES if values[s]])
+
+
 def default_name() -> str:
     return new_run_name("ppo", get_lab().runs.root)
 
 
 def samples_table(name: str | None) -> pd.DataFrame:
-    cols = ["iteration", "prompt", "response", "score", "gold"]
+    cols = ["iter", "prompt", "response", "score", "gold"]  # short: no header cut off
     if not name:
         return pd.DataFrame(columns=cols)
     try:
@@ -114,7 +145,10 @@ def samples_table(name: str | None) -> pd.DataFrame:
 def tick(watched, seen, metrics):
     status, *plots, now = watch.tick(watched, seen, metrics, "iteration", "iterations")
     table = gr.skip() if now == seen else samples_table(watched)
-    return (status, *plots, table, now)
+    # a run that just ended has a policy to fine-tune further (and to compare)
+    policies = (gr.update(choices=policy_choices()) if watch.finished_now(seen, now)
+                else gr.skip())
+    return (status, *plots, table, now, policies)
 
 
 def run_status(name: str) -> dict:
@@ -139,13 +173,16 @@ def build(demo: gr.Blocks) -> dict:
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             name = gr.Textbox(label="Run name", value=default_name, elem_id="ppo-name")
-            preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="Preset")
+            preset = gr.Dropdown(preset_names(), value=DEFAULT_PRESET, label="Preset",
+                                 elem_id="ppo-preset")
             policy = gr.Dropdown(policy_choices(), value="toy", label="Policy",
                                  allow_custom_value=True, info=field_help(PPOConfig, "policy"))
             reward = gr.Dropdown(reward_choices(), value="toy", label="Reward",
-                                 allow_custom_value=True, info=field_help(PPOConfig, "reward"))
+                                 allow_custom_value=True, info=field_help(PPOConfig, "reward"),
+                                 elem_id="ppo-reward")
             devices = ["auto", "cpu"] + (["cuda"] if gpu_available() else [])
-            device = gr.Dropdown(devices, value="auto", label="Device (auto: GPU when present)")
+            device = gr.Dropdown(devices, value="auto", label="Device (auto: GPU when present)",
+                                 elem_id="ppo-device")
             numbers = [forms.field_input(PPOConfig, default, f, label, elem_id=f"ppo-{f}")
                        for f, label in FORM.items()]
             switches = gr.CheckboxGroup(SWITCHES, value=switches_of(default), label="Switches",
@@ -160,15 +197,18 @@ def build(demo: gr.Blocks) -> dict:
             samples = gr.Dataframe(samples_table(None), label="Recent samples (newest first)",
                                    wrap=True, interactive=False, elem_id="ppo-samples",
                                    column_widths=["9%", "22%", "49%", "10%", "10%"])
-    preset.change(preset_values, preset, [*numbers, *more, switches], api_visibility="private")
+    preset.change(preset_values, preset, [policy, reward, *numbers, *more, switches],
+                  api_visibility="private")
     b_launch.click(launch, [name, preset, policy, reward, device, switches, *numbers, *more],
                    [watched, status, seen, name], api_name="ppo_launch")
     b_stop.click(watch.stop, watched, status, api_visibility="private")
     timer = gr.Timer(1.0)
     timer.tick(lambda w, s: tick(w, s, list(PLOT_METRICS)), [watched, seen],
-               [status, *plots, samples, seen],
+               [status, *plots, samples, seen, policy],
                show_progress="hidden", concurrency_limit=None, api_visibility="private")
-    demo.load(lambda: watch.latest_run("ppo"), None, watched, api_visibility="private")
+    form = [policy, reward, device, *numbers, *more, switches]
+    demo.load(lambda: watch.latest_run("ppo"), None, watched, api_visibility="private").then(
+        form_of, watched, form, api_visibility="private")
     gr.api(run_status, api_name="run_status")
     gr.api(stop_run, api_name="stop_run")
     return {"policy": policy, "reward": reward,

@@ -21,7 +21,8 @@ METRICS = {"loss": "Training loss", "train/accuracy": "Training accuracy",
            "eval/acc_gold": "Held-out accuracy (gold)"}
 
 # the RewardConfig fields on the form (label shown); the others keep their defaults
-FORM = {"epochs": "Epochs", "lr": "Learning rate", "batch_size": "Batch size (pairs)"}
+FORM = {"epochs": "Epochs", "lr": "Learning rate", "batch_size": "Batch size (pairs)",
+        "seed": "Seed"}
 MAX_SIMULATED = 20000
 
 _RMS: dict = {}  # folder -> (model, tokenizer), loaded once
@@ -44,14 +45,16 @@ def rm_choices() -> list[tuple[str, str]]:
     return out
 
 
-def launch(name, simulated, noise, epochs, lr, batch_size, include_ties):
+def launch(name, simulated, noise, epochs, lr, batch_size, include_ties, seed=None):
     problems = []
     try:
         name = validate_name(name)
     except RunError as err:
         problems.append(str(err))
-    fields, unreadable = forms.parse(RewardConfig, {"epochs": epochs, "lr": lr,
-                                                    "batch_size": batch_size})
+    values = {"epochs": epochs, "lr": lr, "batch_size": batch_size}
+    if seed is not None:  # API clients of the first version sent no seed
+        values["seed"] = seed
+    fields, unreadable = forms.parse(RewardConfig, values)
     problems += unreadable
     # RewardConfig does not check its values (PPOConfig does): the form does
     if not unreadable:
@@ -74,6 +77,31 @@ def launch(name, simulated, noise, epochs, lr, batch_size, include_ties):
         raise gr.Error(f"Not launched: {err}")
     gr.Info(f"Reward-model run {name} queued.", duration=4)
     return (name, watch.status_line(name, x="step", total_key="-"), None, default_name())
+
+
+def form_of(name: str | None):
+    """The form filled with a reward run's settings (what a reloaded page follows)."""
+    try:
+        config = get_lab().runs.get(name).config if name else None
+    except RunError:
+        config = None
+    if not config or not isinstance(config.get("reward"), dict):
+        return tuple(gr.skip() for _ in range(3 + len(FORM)))
+    rm = {**RewardConfig().__dict__, **config["reward"]}
+    return (config.get("simulated", gr.skip()), config.get("noise", gr.skip()),
+            *[rm.get(f, gr.skip()) for f in FORM], bool(config.get("include_ties")))
+
+
+def rm_models() -> list[str]:
+    """The folders listed under 'Score by hand' (for API clients and tests)."""
+    return [value for _, value in rm_choices()]
+
+
+def tick(watched, seen):
+    """The live curves, and the list of reward models when a run has just ended."""
+    status, *plots, now = watch.tick(watched, seen, list(METRICS), "step", "-")
+    models = gr.update(choices=rm_choices()) if watch.finished_now(seen, now) else gr.skip()
+    return (status, *plots, now, models)
 
 
 def default_name() -> str:
@@ -102,7 +130,7 @@ def score_by_hand(folder: str, prompt: str, response: str) -> str:
     return text
 
 
-def build(demo: gr.Blocks) -> None:
+def build(demo: gr.Blocks) -> dict:
     watched, seen = gr.State(None), gr.State(None)
     summary = gr.Markdown(labels_summary)
     with gr.Row():
@@ -111,8 +139,9 @@ def build(demo: gr.Blocks) -> None:
             simulated = gr.Number(500, label="Simulated pairs to add", precision=0)
             noise = gr.Slider(0, 3, value=SimulatedAnnotator().noise, step=0.1,
                               label="Simulated annotator noise")
-            epochs, lr, batch = [forms.field_input(RewardConfig, RewardConfig(), f, label)
-                                 for f, label in FORM.items()]
+            epochs, lr, batch, seed = [forms.field_input(RewardConfig, RewardConfig(), f, label,
+                                                         elem_id=f"rm-{f}")
+                                       for f, label in FORM.items()]
             ties = gr.Checkbox(False, label="Include ties (label smoothing 0.5)")
             b_train, b_stop = watch.controls("rm", "Train reward model")
         with gr.Column(scale=3):
@@ -120,7 +149,8 @@ def build(demo: gr.Blocks) -> None:
                                          min_width=200)
     gr.Markdown("### Score by hand")
     with gr.Row():
-        rm = gr.Dropdown(rm_choices(), label="Reward model", allow_custom_value=True, scale=2)
+        rm = gr.Dropdown(rm_choices(), label="Reward model", allow_custom_value=True, scale=2,
+                         elem_id="rm-models")
         b_refresh = gr.Button("↻", size="sm", scale=0, min_width=40)
     with gr.Row():
         prompt = gr.Textbox(label="Prompt (a question; 'Human: ... Assistant: ' is added)",
@@ -129,14 +159,17 @@ def build(demo: gr.Blocks) -> None:
     b_score = gr.Button("Score")
     scored = gr.Markdown()
 
-    b_train.click(launch, [name, simulated, noise, epochs, lr, batch, ties],
+    b_train.click(launch, [name, simulated, noise, epochs, lr, batch, ties, seed],
                   [watched, status, seen, name], api_name="rm_launch")
     b_stop.click(watch.stop, watched, status, api_visibility="private")
     b_refresh.click(lambda: gr.update(choices=rm_choices()), None, rm, api_visibility="private")
     b_score.click(score_by_hand, [rm, prompt, response], scored, api_name="rm_score")
     timer = gr.Timer(1.0)
-    timer.tick(lambda w, s: watch.tick(w, s, list(METRICS), "step", "-"), [watched, seen],
-               [status, *plots, seen], show_progress="hidden", concurrency_limit=None,
-               api_visibility="private")
+    timer.tick(tick, [watched, seen], [status, *plots, seen, rm], show_progress="hidden",
+               concurrency_limit=None, api_visibility="private")
     demo.load(lambda: (watch.latest_run("reward"), labels_summary()), None, [watched, summary],
-              api_visibility="private")
+              api_visibility="private").then(form_of, watched, [simulated, noise, epochs, lr,
+                                                                batch, seed, ties],
+                                             api_visibility="private")
+    gr.api(rm_models, api_name="rm_models")
+    return {"models": rm, "refresh": lambda: gr.update(choices=rm_choices())}

@@ -29,8 +29,12 @@ def status_line(name: str | None, rows: list[dict] | None = None, x: str = "iter
     if rows:
         total = info.config.get(total_key)
         where = f" · {x} {rows[-1].get(x, len(rows))}" + (f" of {total}" if total else "")
-    text = f"{ICONS.get(info.state, '')} Run **{name}**: {info.state}{where} · {len(rows)} points"
-    if info.reason and info.state in ("failed", "interrupted"):
+    state = "stopping" if info.stop_requested else info.state
+    text = f"{ICONS.get(info.state, '')} Run **{name}**: {state}{where} · {len(rows)} points"
+    if info.stop_requested:
+        text += ("\n\n**Stopping:** the run stops at its next check, between iterations or "
+                 "steps; loading models and building the toy reward model cannot be cut short.")
+    if info.reason and info.state in ("failed", "interrupted", "stopped"):
         text += f"\n\n**Why:** {info.reason}"
     return f"<span class='run-status' data-state='{info.state}' data-points='{len(rows)}'>{text}</span>"
 
@@ -44,7 +48,7 @@ def tick(name: str | None, seen, metrics: list[str], x: str, total_key: str):
     except RunError:
         return (status_line(name), *[gr.skip()] * len(metrics), None)
     rows = read_metrics(info.path)
-    now = [name, info.state, len(rows)]
+    now = [name, info.state, len(rows), info.stop_requested]
     if now == seen:
         return (gr.skip(), *[gr.skip()] * len(metrics), seen)
     if seen and seen[0] == name and seen[1] != info.state and info.state == "failed":
@@ -68,10 +72,19 @@ def curves(prefix: str, titles: dict[str, str], x: str, per_row: int,
     for start in range(0, len(metrics), per_row):
         with gr.Row():
             for m in metrics[start:start + per_row]:
-                plots.append(gr.LinePlot(x="x", y="value", title=titles[m], x_title=x, y_title=m,
+                # an empty frame, not None: the plot draws its title and axes before a run
+                plots.append(gr.LinePlot(metric_frame([], m), x="x", y="value", title=titles[m],
+                                         x_title=x, y_title=m,
                                          height=220, elem_id=f"{prefix}-plot-{m.split('/')[-1]}",
                                          **kwargs))
     return status, plots
+
+
+def finished_now(seen, now) -> bool:
+    """Did the watched run just end (or is this the first look at an ended run)? Lists of
+    models (Compare's policies, the reward tab's models) are refreshed then."""
+    return bool(now) and now != seen and now[1] in ("finished", "stopped") and (
+        not seen or seen[0] != now[0] or seen[1] != now[1])
 
 
 def latest_run(kind: str) -> str | None:
@@ -88,5 +101,6 @@ def stop(name: str | None) -> str:
     if not get_lab().runs.stop(name):
         gr.Warning(f"Run {name} is not running.")
     else:
-        gr.Info(f"Stopping {name} after its current iteration.", duration=4)
+        gr.Info(f"Stopping {name} at its next check (between iterations or steps).",
+                duration=4)
     return status_line(name)
