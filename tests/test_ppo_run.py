@@ -154,12 +154,21 @@ def test_stop_flag(tmp_path):
         calls.append(1)
         return len(calls) > 3  # 1 critic pre-training step, then 2 iterations
 
-    result = train_ppo(PPOConfig(**{**TINY, "iterations": 10}), run_dir=tmp_path,
-                       should_stop=should_stop)
+    result = train_ppo(PPOConfig(**{**TINY, "iterations": 10, "save_final": True}),
+                       run_dir=tmp_path, should_stop=should_stop)
     assert result.status == "stopped" and result.iterations == 2
     assert "before iteration 3" in result.reason
     assert len(read_jsonl(tmp_path / "metrics.jsonl")) == 2
     assert json.loads((tmp_path / "result.json").read_text())["status"] == "stopped"
+    assert (tmp_path / "policy").is_dir()  # what was learned is saved
+
+
+def test_a_run_stopped_before_its_first_iteration_saves_no_policy(tmp_path):
+    result = train_ppo(PPOConfig(**{**TINY, "save_final": True}), run_dir=tmp_path,
+                       should_stop=lambda: True)
+    assert result.status == "stopped" and result.iterations == 0
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "stopped"
+    assert not (tmp_path / "policy").exists()  # nothing learned: no checkpoint to offer
 
 
 def test_nan_guard_on_reward(tmp_path):

@@ -262,7 +262,7 @@ def train_ppo(config: PPOConfig | None = None, run_dir: str | Path | None = None
     # The end: final policy and result.json
     # ===================================================================================
     elapsed = time.perf_counter() - start_time
-    if config.save_final and status != "nan":
+    if config.save_final and status != "nan" and history:  # no iteration: nothing learned
         run.save_model(model, tokenizer, "policy")
     run.write("result.json", {"status": status, "reason": reason, "iterations": len(history),
                               "elapsed_s": elapsed, "final": history[-1] if history else None})
