@@ -161,36 +161,31 @@ def config_diff(run_a: str | None, run_b: str | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def save_notes(name: str | None, notes: str, tags: str) -> str:
+def on_run(name: str | None, action, prefix: str = ""):
+    """action(name) on the picked run; a missing pick or a RunError becomes a message."""
     if not name:
         raise gr.Error("Pick a run first.")
     try:
-        info = get_lab().runs.set_notes(name, notes, tags)
+        return action(name)
     except RunError as err:
-        raise gr.Error(str(err))
+        raise gr.Error(f"{prefix}{err}")
+
+
+def save_notes(name: str | None, notes: str, tags: str) -> str:
+    info = on_run(name, lambda n: get_lab().runs.set_notes(n, notes, tags))
     gr.Info(f"Notes of {name} saved.", duration=3)
     return ", ".join(info.tags)
 
 
 def export_csv(name: str | None) -> str:
     """A run's metrics as a CSV file to download."""
-    if not name:
-        raise gr.Error("Pick a run first.")
-    try:
-        get_lab().runs.get(name)
-    except RunError as err:
-        raise gr.Error(str(err))
+    on_run(name, get_lab().runs.get)
     folder = Path(tempfile.mkdtemp(prefix="moss-lab-csv-"))
     return str(get_lab().runs.metrics_csv(name, folder / f"{name}-metrics.csv"))
 
 
 def delete_run(name: str | None) -> str:
-    if not name:
-        raise gr.Error("Pick a run first.")
-    try:
-        get_lab().runs.delete(name)
-    except RunError as err:
-        raise gr.Error(f"Not deleted: {err}")
+    on_run(name, get_lab().runs.delete, prefix="Not deleted: ")
     gr.Info(f"Run {name} deleted.", duration=4)
     return name
 

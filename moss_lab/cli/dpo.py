@@ -10,33 +10,16 @@ after the current step and still saves the run.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
-from ..configs import parse_args
-from ..methods.train_dpo import DPOTrainConfig
-
-
-@dataclass
-class DPO:
-    """Fine-tune a policy with DPO (trl's DPOTrainer) on preference pairs."""
-
-    run_dir: Path | None = None
-    """Folder for config.json, metrics.jsonl, samples.jsonl, result.json and the saved
-    policy (default: <data home>/runs/dpo-<time>)."""
-    config: DPOTrainConfig = field(default_factory=DPOTrainConfig)
-    """DPO (moss_lab.methods.train_dpo.DPOTrainConfig)."""
-
 
 def main(argv: list[str]) -> int:
     import math
 
-    from ..methods.train_dpo import train_dpo
-    from .run import run_with_progress
+    from ..methods.train_dpo import DPOTrainConfig, train_dpo
+    from .run import method_main
 
-    options = parse_args(DPO, argv, prog="moss-lab dpo")
-    config = options.config
-    total = None  # the steps are known once the labels are read
-    if config.data == "toy":
-        total = math.ceil(config.pairs / config.batch_size) * config.epochs
-    return run_with_progress("dpo", train_dpo, config, options.run_dir, total)
+    def total(config):  # the steps are known before the labels are read only for toy pairs
+        if config.data == "toy":
+            return math.ceil(config.pairs / config.batch_size) * config.epochs
+        return None
+
+    return method_main("dpo", DPOTrainConfig, train_dpo, argv, total=total)

@@ -9,27 +9,9 @@ Ctrl-C stops after the current step and still saves the run.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
-from ..configs import parse_args
-from ..methods.train_grpo import GRPOTrainConfig
-from .run import run_with_progress
-
-@dataclass
-class GRPO:
-    """Fine-tune a policy with GRPO (trl's GRPOTrainer) against a reward model."""
-
-    run_dir: Path | None = None
-    """Folder for config.json, metrics.jsonl, samples.jsonl, result.json and the saved
-    policy (default: <data home>/runs/grpo-<time>)."""
-    config: GRPOTrainConfig = field(default_factory=GRPOTrainConfig)
-    """GRPO (moss_lab.methods.train_grpo.GRPOTrainConfig)."""
-
 
 def main(argv: list[str]) -> int:
-    from ..methods.train_grpo import train_grpo
+    from ..methods.train_grpo import GRPOTrainConfig, train_grpo
+    from .run import method_main
 
-    options = parse_args(GRPO, argv, prog="moss-lab grpo")
-    return run_with_progress("grpo", train_grpo, options.config, options.run_dir,
-                             options.config.steps)
+    return method_main("grpo", GRPOTrainConfig, train_grpo, argv, total=lambda c: c.steps)

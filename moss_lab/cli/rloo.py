@@ -8,28 +8,9 @@ Ctrl-C stops after the current step and still saves the run.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
-from ..configs import parse_args
-from ..methods.train_rloo import RLOOTrainConfig
-
-
-@dataclass
-class RLOO:
-    """Fine-tune a policy with RLOO (trl's RLOOTrainer) against a reward model."""
-
-    run_dir: Path | None = None
-    """Folder for config.json, metrics.jsonl, samples.jsonl, result.json and the saved
-    policy (default: <data home>/runs/rloo-<time>)."""
-    config: RLOOTrainConfig = field(default_factory=RLOOTrainConfig)
-    """RLOO (moss_lab.methods.train_rloo.RLOOTrainConfig)."""
-
 
 def main(argv: list[str]) -> int:
-    from ..methods.train_rloo import train_rloo
-    from .run import run_with_progress
+    from ..methods.train_rloo import RLOOTrainConfig, train_rloo
+    from .run import method_main
 
-    options = parse_args(RLOO, argv, prog="moss-lab rloo")
-    return run_with_progress("rloo", train_rloo, options.config, options.run_dir,
-                             options.config.steps)
+    return method_main("rloo", RLOOTrainConfig, train_rloo, argv, total=lambda c: c.steps)

@@ -1,12 +1,38 @@
-"""What `moss-lab dpo`, `grpo`, `rloo` and `best-of-n` share: run a trainer with a progress
-bar, Ctrl-C to stop it, and a short summary at the end."""
+"""What `moss-lab dpo`, `grpo`, `rloo` and `best-of-n` share: the options (the method's
+config, every field a flag, and a run folder), a progress bar, Ctrl-C to stop, and a short
+summary at the end."""
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
+from ..configs import parse_args
 from .stop import StopOnCtrlC
+
+Config = TypeVar("Config")
+
+
+@dataclass
+class MethodRun(Generic[Config]):
+    """Train a policy with one method; every field of its config is a flag."""
+
+    config: Config
+    """The method's configuration (moss_lab.methods.train_<method>)."""
+    run_dir: Path | None = None
+    """Folder for config.json, metrics.jsonl, samples.jsonl, result.json and the saved
+    policy (default: <data home>/runs/<method>-<time>)."""
+
+
+def method_main(kind: str, config_cls: type, train: Callable, argv: list[str],
+                total: Callable = lambda config: None, unit: str = "step") -> int:
+    """`moss-lab <kind> [--flags]`: parse the flags into config_cls and run `train`."""
+    options = parse_args(MethodRun[config_cls], argv, prog=f"moss-lab {kind}",
+                         default=MethodRun(config_cls()), description=config_cls.__doc__)
+    return run_with_progress(kind, train, options.config, options.run_dir,
+                             total(options.config), unit)
 
 SUMMARY_KEYS = ("reward/score", "reward/gold", "objective/kl", "response/length")
 

@@ -29,13 +29,7 @@ class RLOOTrainConfig(OnlineConfig):
 def train_rloo(config: RLOOTrainConfig | None = None, run_dir=None, on_metrics=None,
                should_stop=None, reward=None):
     """Fine-tune config.policy with RLOO against config.reward; return a MethodResult.
-
-    run_dir: config.json, metrics.jsonl (one row per evaluation), samples.jsonl,
-    result.json and policy/ (None: nothing written). on_metrics(row) after each row;
-    should_stop() checked after every step. Raises MethodError before writing anything
-    when the run cannot start. reward: a callable (prompts, responses) -> scores to use
-    instead of config.reward (a custom reward function).
-    """
+    Arguments and run folder as for moss_lab.methods.train_grpo.train_grpo."""
     import trl
 
     config = config or RLOOTrainConfig()
