@@ -29,9 +29,11 @@
 # 1. **Pretrain (and supervised fine-tune)** a language model: the *policy* $\pi_0$. It can write answers, good and bad.
 # 2. **Collect human feedback**: show a person a prompt $x$ and two answers of the model, and ask which is better. Comparisons are easier and more consistent than absolute grades.
 # 3. **Train a reward model** $r_\phi(x, y)$: a network that gives every answer a number, trained so that preferred answers get larger numbers (the Bradley–Terry model, labs 02 and 03).
-# 4. **Optimise the policy with reinforcement learning** (PPO) to get a high reward, while a KL penalty keeps it close to $\pi_0$ so that it cannot wander off into text the reward model has never seen (labs 04–08):
+# 4. **Optimise the policy with reinforcement learning** (PPO) to get a high reward, while a KL penalty keeps it close to $\pi_0$ so that it cannot wander off into text the reward model has never seen (labs 04–08). With prompts $x$ drawn from a prompt set $\mathcal{D}$, the objective averages, over prompts, the expected reward *minus* the KL penalty of that prompt's answer distribution:
 #
-# $$\max_\pi \; \mathbb{E}_{x,\; y \sim \pi(\cdot\mid x)}\big[\, r_\phi(x, y) \,\big] \;-\; \beta\, \mathrm{KL}\big(\pi(\cdot\mid x)\,\|\,\pi_0(\cdot\mid x)\big)$$
+# $$\max_\pi \; \mathbb{E}_{x \sim \mathcal{D}}\Big[\, \mathbb{E}_{y \sim \pi(\cdot\mid x)}\big[ r_\phi(x, y) \big] \;-\; \beta\, \mathrm{KL}\big(\pi(\cdot\mid x)\,\|\,\pi_0(\cdot\mid x)\big) \Big]$$
+#
+# (the KL depends on $x$, so it sits inside the average over prompts). This is step 4 in these labs' numbering; InstructGPT numbers the same pipeline from its supervised fine-tuning, so there this RL step is step 3.
 #
 # Real RLHF is hard to study because we never know what people *really* want: we only see their labels and a reward model's guess. The **toy world** fixes that. It has a *gold score*, the true preference, which we use to **measure** every step, and never to train on directly.
 

@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 
 from moss_lab import checks
-from moss_lab.reward import bradley_terry_loss  # the library's loss: lab 03 trains with it
 
 torch.set_num_threads(1)
 
@@ -39,7 +38,7 @@ torch.set_num_threads(1)
 # - the two outcomes add up to one: $\sigma(d) + \sigma(-d) = 1$;
 # - a bigger gap gives a more certain winner, but never a certain one: a gap of 1 wins 73% of the time, a gap of 3 wins 95%.
 #
-# The simulated annotator of lab 01 is exactly this model, with $r = g / \tau$: the gold score divided by the noise.
+# The simulated annotator of lab 01 is exactly this model, with $r = (g + b\,\ell) / \tau$: the gold score plus the length bias $b$ times the length $\ell$ in words, divided by the noise, since $\sigma\big((g_A - g_B + b(\ell_A - \ell_B))/\tau\big) = \sigma(r_A - r_B)$. Without a length bias ($b = 0$) that is $r = g / \tau$.
 #
 # ### Exercise 1: the Bradley–Terry probability
 #
@@ -108,6 +107,12 @@ def bt_loss(r_chosen, r_rejected):
 
 # %%
 checks.check_bradley_terry_loss(bt_loss)
+
+# %% [markdown]
+# The experiments below use the library's loss, `moss_lab.reward.bradley_terry_loss` (the one lab 03 trains with, and the one your `bt_loss` was checked against), imported only now that the exercise is behind us.
+
+# %%
+from moss_lab.reward import bradley_terry_loss  # noqa: E402
 
 # %% [markdown]
 # ## 3. Maximum likelihood: recover hidden scores from comparisons

@@ -280,6 +280,22 @@ def smoothed_bt_loss(r_chosen, r_rejected, eps):
 checks.check_label_smoothing_loss(smoothed_bt_loss)
 
 # %% [markdown]
+# ### Exercise 3: the margin loss
+#
+# Now the margin: a pair must win by at least $m$ before its loss gets small, $-\log\sigma(d - m)$, averaged over pairs. `margin` is a tensor with one entry per pair (the adaptive margin gives clear pairs a larger one).
+
+# %%
+def margin_bt_loss(r_chosen, r_rejected, margin):
+    """mean( -log sigmoid(r_chosen - r_rejected - margin) ), one margin per pair."""
+    ### BEGIN SOLUTION
+    return -F.logsigmoid(r_chosen - r_rejected - margin).mean()
+    ### END SOLUTION
+
+
+# %%
+checks.check_margin_loss(margin_bt_loss)
+
+# %% [markdown]
 # Now the experiment: the noisy annotator ($\tau = 3$, its labels agree with gold on only about two thirds of the pairs), and the same 800 answer pairs, trained four ways.
 
 # %%

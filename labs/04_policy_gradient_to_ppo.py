@@ -63,16 +63,25 @@ print(f"return R with gamma={gamma}: {R:.4f}")
 
 
 # %% [markdown]
+# Responses have different lengths, so a batch of them is **padded**: every row is as long
+# as the longest response, and a `mask` of the same shape says which positions are real
+# tokens (1) and which are padding after the end of the response (0). Padding is not part
+# of the episode: it carries no reward, and its return is 0.
+#
 # ### Exercise 1 - discounted returns-to-go
 #
-# Write `discounted_returns(rewards, gamma)`: `rewards` has shape `(batch, T)`; return a
-# tensor of the same shape with $G_t$ in column $t$. Use the backward recursion (a Python
-# loop over $t$ is fine; $T$ is small). Then run the check cell below it.
+# Write `discounted_returns(rewards, gamma, mask)`: `rewards` and `mask` have shape
+# `(batch, T)`; return a tensor of the same shape with $G_t$ in column $t$ (and 0 on the
+# padding). Use the backward recursion (a Python loop over $t$ is fine; $T$ is small).
+# The check uses batches with and without padding, and puts junk rewards on the padding.
+# Then run the check cell below it.
 
 # %%
-def discounted_returns(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
-    """G_t = r_t + gamma * G_{t+1}, with G_T = 0, for each row of `rewards` (batch, T)."""
+def discounted_returns(rewards: torch.Tensor, gamma: float, mask: torch.Tensor) -> torch.Tensor:
+    """G_t = r_t + gamma * G_{t+1}, with G_T = 0, for each row of `rewards` (batch, T);
+    padding (mask 0) carries no reward."""
     ### BEGIN SOLUTION
+    rewards = rewards * mask
     returns = torch.zeros_like(rewards)
     running = torch.zeros_like(rewards[:, 0])
     for t in reversed(range(rewards.shape[1])):
@@ -85,7 +94,7 @@ def discounted_returns(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
 # %%
 from moss_lab.checks import check_discounted_returns
 
-check_discounted_returns(discounted_returns);  # the ; hides the True/False it returns
+returns_ok = check_discounted_returns(discounted_returns)  # True when it passed
 
 # %% [markdown]
 # How much credit does each token get for a reward that arrives only at the end? With
@@ -93,23 +102,25 @@ check_discounted_returns(discounted_returns);  # the ; hides the True/False it r
 # exponentially smaller share. Language-model RLHF uses $\gamma = 1$ (MOSS-RLHF, the
 # "N implementation details" blog): an answer is judged as a whole, and a response is
 # short enough that the variance of undiscounted returns stays manageable.
+#
+# (The code after an exercise runs on your function once its check has passed, and on the
+# library's until then: `use_if_passed` picks, and says so when it falls back.)
 
 # %%
+from moss_lab.checks import use_if_passed
+from moss_lab.ppo import discounted_returns as library_returns
+
+returns_fn = use_if_passed(discounted_returns, returns_ok, library_returns)
 T_long = 30
 sparse = torch.zeros(1, T_long)
 sparse[0, -1] = 1.0  # the reward model's score, on the last token only
-try:
-    curves = {g: discounted_returns(sparse, g)[0] for g in (1.0, 0.99, 0.95, 0.8)}
-except NotImplementedError:
-    print("Exercise 1 is not done yet; skipping the plot")
-else:
-    for g, G in curves.items():
-        plt.plot(G, marker=".", label=f"gamma = {g}")
-    plt.xlabel("token position t")
-    plt.ylabel("return-to-go $G_t$")
-    plt.title("A score of 1 on the last token, seen from each token")
-    plt.legend()
-    plt.show()
+for g in (1.0, 0.99, 0.95, 0.8):
+    plt.plot(returns_fn(sparse, g, torch.ones_like(sparse))[0], marker=".", label=f"gamma = {g}")
+plt.xlabel("token position t")
+plt.ylabel("return-to-go $G_t$")
+plt.title("A score of 1 on the last token, seen from each token")
+plt.legend()
+plt.show()
 
 # %% [markdown]
 # ## 2. REINFORCE on a tiny problem
@@ -261,9 +272,20 @@ print("REINFORCE gradient:", [round(x, 4) for x in grad_pg.tolist()])
 
 
 # %% [markdown]
-# The estimate stays unbiased as $\theta$ moves away from $\theta_\text{old}$, but its
-# variance grows with the spread of the ratios. Below, we move $\theta$ further and further
-# from $\theta_\text{old}$ and estimate $J(\theta)$ from old samples many times:
+# In this bandit an episode is one action, so the importance-weighted estimate of
+# $J(\theta)$ stays unbiased for any $\theta$, however far it moves from
+# $\theta_\text{old}$ (as long as $\pi_\text{old}$ gives every action a nonzero
+# probability). For **token sequences** that is no longer true of what PPO optimises. The
+# exact ratio of a whole response is the *product* of its per-token ratios; PPO instead
+# weights each token's advantage by that token's ratio alone, while the states (the
+# prefixes) and the advantages still come from the old policy. That per-token objective is
+# a **first-order surrogate** (Kakade & Langford 2002; TRPO): it has the same value and the
+# same gradient as the true objective at $\theta = \theta_\text{old}$, and drifts from it
+# as $\theta$ moves away; one more reason to stay close to $\theta_\text{old}$.
+#
+# Even where it is unbiased, the estimate gets noisier: its variance grows with the spread
+# of the ratios. Below, we move $\theta$ further and further from $\theta_\text{old}$ and
+# estimate $J(\theta)$ from old samples many times:
 
 # %%
 def kl(p_logits, q_logits):
@@ -346,7 +368,9 @@ plt.show()
 # Write `clipped_surrogate_loss(logp, old_logp, advantages, mask, clip)`. All tensors have
 # shape `(batch, T)`; `mask` is 1 on response tokens and 0 on padding. Return the scalar
 # loss $-\,$mean over masked tokens of $\min(r A, \operatorname{clip}(r) A)$. Padding must
-# not count in the mean.
+# not count in the mean. Only `logp` depends on $\theta$: `old_logp` and `advantages` are
+# data from the rollout, constants of the loss (the check compares gradients with respect
+# to `logp` only, so detaching the other two is fine).
 
 # %%
 def clipped_surrogate_loss(logp, old_logp, advantages, mask, clip=0.2):
@@ -363,7 +387,7 @@ def clipped_surrogate_loss(logp, old_logp, advantages, mask, clip=0.2):
 # %%
 from moss_lab.checks import check_clipped_surrogate
 
-check_clipped_surrogate(clipped_surrogate_loss);
+surrogate_ok = check_clipped_surrogate(clipped_surrogate_loss)
 
 
 # %% [markdown]
@@ -380,13 +404,18 @@ def entropy(theta):
     return float(-(p * torch.log_softmax(theta, -1)).sum())
 
 
+from moss_lab.checks import clipped_surrogate_reference
+
+surrogate_fn = use_if_passed(clipped_surrogate_loss, surrogate_ok, clipped_surrogate_reference)
+
+
 def ppo_update(theta, a, adv, old_logp, objective, epochs, lr):
     """`epochs` gradient steps on one batch; the clipped or the unclipped surrogate."""
     mask = torch.ones(1, len(a))
     for _ in range(epochs):
         logp = torch.log_softmax(theta, -1)[a]
         if objective == "clipped":
-            loss = clipped_surrogate_loss(logp[None], old_logp[None], adv[None], mask, 0.2)
+            loss = surrogate_fn(logp[None], old_logp[None], adv[None], mask, 0.2)
         else:
             loss = -(torch.exp(logp - old_logp) * adv).mean()
         theta.grad = None
@@ -405,23 +434,19 @@ def one_batch(gen, theta, batch=16):
 
 theta_old = torch.zeros(5)
 a, adv, old_logp = one_batch(torch.Generator().manual_seed(1), theta_old)
-try:
-    paths = {objective: list(ppo_update(theta_old.clone().requires_grad_(True), a, adv,
-                                        old_logp, objective, epochs=60, lr=0.5))
-             for objective in ("unclipped", "clipped")}
-except NotImplementedError:
-    print("Exercise 2 is not done yet; skipping this experiment")
-else:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for objective, thetas in paths.items():
-        axes[0].plot([kl(theta_old, t) for t in thetas], label=objective)
-        axes[1].plot([entropy(t) for t in thetas], label=objective)
-    axes[0].set_ylabel(r"KL($\pi_{old} \,\|\, \pi_\theta$)")
-    axes[1].set_ylabel("entropy of the policy (nats)")
-    for ax in axes:
-        ax.set_xlabel("gradient steps on the same 16 samples")
-        ax.legend()
-    plt.show()
+paths = {objective: list(ppo_update(theta_old.clone().requires_grad_(True), a, adv,
+                                    old_logp, objective, epochs=60, lr=0.5))
+         for objective in ("unclipped", "clipped")}
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+for objective, thetas in paths.items():
+    axes[0].plot([kl(theta_old, t) for t in thetas], label=objective)
+    axes[1].plot([entropy(t) for t in thetas], label=objective)
+axes[0].set_ylabel(r"KL($\pi_{old} \,\|\, \pi_\theta$)")
+axes[1].set_ylabel("entropy of the policy (nats)")
+for ax in axes:
+    ax.set_xlabel("gradient steps on the same 16 samples")
+    ax.legend()
+plt.show()
 
 
 # %% [markdown]
@@ -447,22 +472,22 @@ def ppo_loop(objective, lr, iters=40, epochs=10, seed=0):
     return expected_reward(theta.detach())
 
 
-try:
-    table = [(lr, objective, torch.tensor([ppo_loop(objective, lr, seed=s) for s in range(20)]))
-             for lr in (0.5, 2.0, 4.0) for objective in ("unclipped", "clipped")]
-except NotImplementedError:
-    print("Exercise 2 is not done yet; skipping this experiment")
-else:
-    print(f"{'step size':>9} {'objective':>10} {'final J (mean)':>15} {'runs stuck':>11}")
-    for lr, objective, finals in table:
-        stuck = int((finals < 2.9).sum())  # ended on a reply other than the best one
-        print(f"{lr:9} {objective:>10} {finals.mean():15.3f} {stuck:8d}/20")
+table = [(lr, objective, torch.tensor([ppo_loop(objective, lr, seed=s) for s in range(20)]))
+         for lr in (0.5, 2.0, 4.0) for objective in ("unclipped", "clipped")]
+print(f"{'step size':>9} {'objective':>10} {'final J (mean)':>15} {'runs stuck':>11}")
+for lr, objective, finals in table:
+    stuck = int((finals < 2.9).sum())  # ended on a reply other than the best one
+    print(f"{lr:9} {objective:>10} {finals.mean():15.3f} {stuck:8d}/20")
 
 # %% [markdown]
 # With gentle steps both work. As each batch is optimised harder, the unclipped version
 # locks onto whatever its batches said and a growing share of runs get stuck on a
-# second-best reply; the clipped version does not care how hard you push on one batch.
-# That robustness is the whole trick. The rest of PPO is about good advantages (lab 05)
+# second-best reply; over these step sizes, no clipped run got stuck. The clip does not
+# make PPO indifferent to the step size: it zeroes the gradient of a sample only once that
+# sample's ratio is already past $1 \pm \epsilon$ (in the direction its advantage wants),
+# so it bounds how far the *repeated* steps on one batch go, not how far one step jumps: a
+# step size large enough overshoots the clip range in a single update. What it removes is
+# the incentive to keep pushing on one batch, and that robustness is the whole trick. The rest of PPO is about good advantages (lab 05)
 # and keeping a long run stable (labs 06-07).
 #
 # **Takeaways**

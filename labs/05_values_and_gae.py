@@ -23,7 +23,6 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without
 import matplotlib.pyplot as plt
 import torch
 
-from moss_lab.ppo.advantages import gae as reference_gae
 from moss_lab.ppo.advantages import whiten
 
 torch.set_num_threads(1)
@@ -51,22 +50,28 @@ plt.rcParams["figure.constrained_layout.use"] = True
 #
 # ### Exercise 1 - TD errors
 #
-# `rewards` and `values` are `(batch, T)`: `values[:, t]` is $V(s_t)$. Return $\delta$,
-# the same shape.
+# `rewards` and `values` are `(batch, T)`: `values[:, t]` is $V(s_t)$. As in lab 04 the
+# responses are padded to a common length and `mask` (`(batch, T)`) is 1 on real tokens, 0
+# on the padding after each response. Return $\delta$, the same shape: each row's episode
+# ends after its **last real token** (so $V = 0$ after it, whatever the padded columns
+# hold), and $\delta$ is 0 on the padding. The check puts junk on the padding.
 
 # %%
-def td_errors(rewards: torch.Tensor, values: torch.Tensor, gamma: float) -> torch.Tensor:
-    """delta_t = r_t + gamma * V(s_{t+1}) - V(s_t), with V(s_T) = 0."""
+def td_errors(rewards: torch.Tensor, values: torch.Tensor, gamma: float,
+              mask: torch.Tensor) -> torch.Tensor:
+    """delta_t = r_t + gamma * V(s_{t+1}) - V(s_t) on real tokens, with V = 0 after each
+    row's last real token; 0 on the padding."""
     ### BEGIN SOLUTION
+    rewards, values = rewards * mask, values * mask
     next_values = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], dim=1)
-    return rewards + gamma * next_values - values
+    return (rewards + gamma * next_values - values) * mask
     ### END SOLUTION
 
 
 # %%
 from moss_lab.checks import check_td_errors
 
-check_td_errors(td_errors);  # the ; hides the True/False it returns
+td_ok = check_td_errors(td_errors)  # True when it passed
 
 
 # %% [markdown]
@@ -90,35 +95,43 @@ check_td_errors(td_errors);  # the ; hides the True/False it returns
 #
 # ### Exercise 2 - GAE
 #
-# Return `(advantages, returns)`, both `(batch, T)`, with `returns = advantages + values`.
-# You may call your `td_errors`.
+# Return `(advantages, returns)`, both `(batch, T)`, with `returns = advantages + values`
+# on the real tokens, and both 0 on the padding. You may call your `td_errors`.
 
 # %%
-def gae(rewards, values, gamma, lam):
-    """A_t = delta_t + gamma * lam * A_{t+1} (A_T = 0); returns = A + V."""
+def gae(rewards, values, gamma, lam, mask):
+    """A_t = delta_t + gamma * lam * A_{t+1} (A = 0 after each row's last real token);
+    returns = A + V; both 0 on the padding."""
     ### BEGIN SOLUTION
-    deltas = td_errors(rewards, values, gamma)
+    deltas = td_errors(rewards, values, gamma, mask)
     advantages = torch.zeros_like(rewards)
     running = torch.zeros_like(rewards[:, 0])
     for t in reversed(range(rewards.shape[1])):
         running = deltas[:, t] + gamma * lam * running
         advantages[:, t] = running
-    return advantages, advantages + values
+    return advantages, advantages + values * mask
     ### END SOLUTION
 
 
 # %%
 from moss_lab.checks import check_gae
 
-check_gae(gae);
+gae_ok = check_gae(gae)
 
 # %% [markdown]
 # Let us confirm the identity above numerically: build the $n$-step advantages of the
 # first step by brute force, average them with weights $(1-\lambda)\lambda^{n-1}$ (every
-# $n$ past the end of the episode gives the Monte-Carlo one), and compare with the
-# library's GAE.
+# $n$ past the end of the episode gives the Monte-Carlo one), and compare with GAE.
+#
+# From here on the code uses your `gae` once its check has passed, and the library's
+# `moss_lab.ppo.gae` until then (`use_if_passed` says which).
 
 # %%
+from moss_lab.checks import use_if_passed
+from moss_lab.ppo import gae as library_gae
+
+gae_fn = use_if_passed(gae, gae_ok, library_gae)
+
 T, gamma, lam = 6, 0.9, 0.8
 r = torch.randn(1, T)
 V = torch.randn(1, T)
@@ -133,7 +146,7 @@ def n_step_advantage(n):
 
 weighted = sum((1 - lam) * lam ** (n - 1) * n_step_advantage(n) for n in range(1, 200))
 print(f"weighted average of n-step advantages: {float(weighted):.6f}")
-print(f"GAE (moss_lab.ppo.gae):                {float(reference_gae(r, V, gamma, lam)[0][0, 0]):.6f}")
+print(f"GAE:                                   {float(gae_fn(r, V, gamma, lam, torch.ones_like(r))[0][0, 0]):.6f}")
 
 # %% [markdown]
 # How much does the TD error $l$ steps ahead count? $(\gamma\lambda)^l$: $\lambda$ sets
@@ -183,7 +196,7 @@ def true_values(gamma):
 def bias_variance(critic_scale, gamma, lam):
     """Bias^2 and variance of the lambda-return of state 0, against the undiscounted V."""
     critic = (critic_scale * true_values(gamma)).expand(EPISODES, N_STATES)
-    estimate = reference_gae(episodes, critic, gamma, lam)[1][:, 0]
+    estimate = gae_fn(episodes, critic, gamma, lam, torch.ones_like(episodes))[1][:, 0]
     target = true_values(1.0)[0]  # what we care about: the whole answer's score
     return float((estimate.mean() - target) ** 2), float(estimate.var())
 
@@ -252,7 +265,7 @@ for i, (n, s) in enumerate(zip(lengths, scores)):
     rewards[i, n - 1] += s
 values = 0.2 * mask
 
-advantages, returns = reference_gae(rewards, values, gamma=1.0, lam=0.95, mask=mask)
+advantages, returns = gae_fn(rewards, values, 1.0, 0.95, mask)
 torch.set_printoptions(precision=2, sci_mode=False, linewidth=120)
 print("advantages (gamma=1, lambda=0.95):\n", advantages)
 

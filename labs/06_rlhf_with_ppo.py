@@ -4,8 +4,9 @@
 # Everything so far comes together: the toy base model (lab 01) is the **policy**, the
 # reward model trained on simulated human preferences (labs 02-03) is the **reward**, and
 # PPO (labs 04-05) does the fine-tuning, with a **KL penalty** that keeps the policy close
-# to the model it started from. This is step 3 of InstructGPT and MOSS-RLHF, at a scale
-# that runs on a laptop in well under a minute.
+# to the model it started from. This is step 4 of the pipeline of lab 01 (step 3 in
+# InstructGPT's numbering, which starts from supervised fine-tuning), at a scale that runs
+# on a laptop in well under a minute.
 #
 # A PPO run for RLHF juggles four models:
 #
@@ -29,6 +30,11 @@
 # The toy world has something real RLHF does not: a **gold score**, the "true" human
 # preference the simulated annotators were noisy samples of. PPO never sees it; we watch
 # it to know whether optimising the reward model actually helps.
+#
+# Three exercises on the RLHF-specific maths: the per-token **KL estimators**, the
+# **per-token reward** (the KL penalty plus the score on the last real token), and the
+# **exact KL** of two categorical distributions, with which we then show that a KL
+# estimator with the right *value* can have the wrong *gradient*.
 
 # %%
 import copy
@@ -44,9 +50,9 @@ import torch
 import transformers
 from IPython.display import display
 
-from moss_lab import toyworld
+from moss_lab import checks, toyworld
 from moss_lab.models import load_policy
-from moss_lab.ppo import PPOConfig, gae, kl_estimate, shape_rewards, train_ppo, whiten
+from moss_lab.ppo import PPOConfig, train_ppo
 from moss_lab.ppo.rollout import rollout
 from moss_lab.ppo.toy import toy_reward_model_dir
 from moss_lab.preferences import toy_pairs
@@ -112,12 +118,84 @@ def evaluate(model, label, show=4):
 before = evaluate(policy, "base model")
 
 # %% [markdown]
-# ## 3. One iteration, by hand
+# ## 3. The reward, token by token
 #
-# Before handing everything to `train_ppo`, let us run phases 1 and 2 of one iteration
-# ourselves with the library's pieces, to see the tensors of labs 04-05 in the wild.
+# The reward model gives one number per response; PPO wants one reward per token. RLHF
+# builds it from two parts. The **KL penalty** is paid on every token, estimated from the
+# one token that was sampled: with $\log r_t = \log\pi_\text{ref}(a_t\mid s_t) -
+# \log\pi(a_t\mid s_t)$, Schulman's three estimators ("Approximating KL divergence", 2020)
+# are
+#
+# | estimator | formula | $\mathbb{E}_{a\sim\pi}$ | sign |
+# |---|---|---|---|
+# | $k_1$ | $-\log r$ | $\mathrm{KL}(\pi\,\Vert\,\pi_\text{ref})$: unbiased | can be negative on one token |
+# | $k_2$ | $\tfrac12(\log r)^2$ | biased (slightly, while $\pi \approx \pi_\text{ref}$) | $\ge 0$ |
+# | $k_3$ | $(r - 1) - \log r$ | $\mathrm{KL}(\pi\,\Vert\,\pi_\text{ref})$: unbiased | $\ge 0$ |
+#
+# ($k_3$ is unbiased because $\mathbb{E}_{a\sim\pi}[r] = \sum_a \pi_\text{ref}(a) = 1$.)
+# The **score** $s_i$ of response $i$ is added on its last real token $T_i$ (`<eos>`, or the
+# last token before the length limit):
+#
+# $$r_{i,t} = -\beta\, k_{1}(i, t) \quad\text{for } t \le T_i, \qquad r_{i,T_i} \mathrel{+}= s_i, \qquad r_{i,t} = 0 \text{ on the padding.}$$
+#
+# Why $k_1$ summed over the tokens: by the chain rule of probability,
+# $\mathbb{E}_{y\sim\pi}\big[\sum_t \log\pi(a_t\mid s_t) - \log\pi_\text{ref}(a_t\mid s_t)\big] =
+# \mathrm{KL}\big(\pi(\cdot\mid x)\,\|\,\pi_\text{ref}(\cdot\mid x)\big)$, so with $\gamma = 1$
+# the return of a response, $s_i - \beta\sum_t k_1(i, t)$, is an unbiased estimate of the
+# objective of lab 01 for its prompt.
+#
+# ### Exercise 1 - the three KL estimators
+#
+# `logp` and `ref_logp` are `(batch, T)` log-probabilities of the sampled tokens under the
+# policy and the reference. Return `(k1, k2, k3)`, each of the same shape.
 
 # %%
+def kl_estimates(logp, ref_logp):
+    """(k1, k2, k3) per token, with log r = ref_logp - logp."""
+    ### BEGIN SOLUTION
+    log_r = ref_logp - logp
+    return -log_r, 0.5 * log_r ** 2, torch.expm1(log_r) - log_r  # expm1(x) = exp(x) - 1, exactly
+    ### END SOLUTION
+
+
+# %%
+kl_ok = checks.check_kl_estimates(kl_estimates)
+
+# %% [markdown]
+# ### Exercise 2 - the per-token reward
+#
+# `scores` is `(batch,)`, one score per response; `logp`, `ref_logp` and `mask` are
+# `(batch, T)`, the mask 1 on each response's tokens (a prefix of its row) and 0 on the
+# padding. Return the rewards `(batch, T)` above, with the $k_1$ penalty. The rows have
+# different lengths: each score goes on *its own* row's last real token. The check uses
+# ragged batches (rows of length 1 among them) with junk log-probabilities on the padding.
+
+# %%
+def shape_rewards(scores, logp, ref_logp, mask, kl_coef):
+    """-kl_coef * (logp - ref_logp) on real tokens, + score on each row's last real token."""
+    ### BEGIN SOLUTION
+    rewards = -kl_coef * (logp - ref_logp) * mask
+    last = mask.sum(dim=1).long() - 1
+    rewards[torch.arange(len(scores)), last] += scores
+    return rewards
+    ### END SOLUTION
+
+
+# %%
+shaping_ok = checks.check_shape_rewards(shape_rewards)
+
+# %% [markdown]
+# ## 4. One iteration, by hand
+#
+# Before handing everything to `train_ppo`, let us run phases 1 and 2 of one iteration
+# ourselves, to see the tensors of labs 04-05 in the wild. The rewards come from your
+# `shape_rewards` once its check has passed (from the library's until then:
+# `use_if_passed` picks, and says so); GAE and whitening from the library.
+
+# %%
+from moss_lab.ppo import gae, whiten
+
+shape_fn = checks.use_if_passed(shape_rewards, shaping_ok, checks.shape_rewards_reference)
 reference = copy.deepcopy(policy).eval()           # frozen anchor of the KL penalty
 critic = copy.deepcopy(reward_model)                # PPO-max: critic starts as the RM
 reward_fn = lambda prompts, responses: score(reward_model, rm_tokenizer, prompts, responses)
@@ -128,7 +206,7 @@ batch = rollout(policy, reference, critic, reward_fn, tokenizer,
 print("response_ids", tuple(batch.response_ids.shape), " mask", tuple(batch.mask.shape),
       " scores", tuple(batch.scores.shape))
 
-rewards, kl = shape_rewards(batch.scores, batch.logp, batch.ref_logp, batch.mask, kl_coef=0.05)
+rewards = shape_fn(batch.scores, batch.logp, batch.ref_logp, batch.mask, 0.05)
 advantages, returns = gae(rewards, batch.values, gamma=1.0, lam=0.95, mask=batch.mask)
 advantages = whiten(advantages, batch.mask)
 
@@ -150,7 +228,7 @@ for t in range(int(batch.mask[row].sum())):
 # score back to every token, through the critic's values; then the advantages are whitened
 # across the batch.
 #
-# ## 4. The full run, with live curves
+# ## 5. The full run, with live curves
 #
 # `train_ppo(config, run_dir, on_metrics=...)` runs the loop and calls `on_metrics` with
 # each iteration's metrics. We draw five of them while it trains (they are the signals
@@ -208,7 +286,7 @@ print(f"{result.status}: {result.reason} in {result.elapsed_s:.0f} s "
 # * **entropy** falls: the policy commits to the kind of answer the reward model likes;
 # * **length** moves towards what scores best (short answers with a fact or two here).
 #
-# ## 5. After: the same prompts
+# ## 6. After: the same prompts
 
 # %%
 after = evaluate(result.policy, "after PPO")
@@ -216,16 +294,35 @@ print(f"\nRM score {before['rm']:+.2f} -> {after['rm']:+.2f};   "
       f"gold {before['gold']:+.2f} -> {after['gold']:+.2f}")
 
 # %% [markdown]
-# ## 6. How far did it move? Three KL estimators
+# ## 7. How far did it move? Three KL estimators
 #
 # The KL penalty needs $\mathrm{KL}(\pi\,\|\,\pi_\text{ref})$ per token, from the one token
-# that was sampled. `moss_lab.ppo.kl_estimate` offers Schulman's three estimators, with
-# $\log r = \log\pi_\text{ref} - \log\pi$ on the sampled token:
-# $k_1 = -\log r$ (unbiased, noisy, can be negative), $k_2 = \tfrac12(\log r)^2$ (biased,
-# $\ge 0$), $k_3 = (r - 1) - \log r$ (unbiased and $\ge 0$). With the full distributions
-# at hand we can also compute the exact per-token KL and compare.
+# that was sampled: the estimators of exercise 1. With the full next-token distributions
+# at hand we can also compute the exact per-token KL, and see how the three do.
+#
+# ### Exercise 3 - the exact KL of two categorical distributions
+#
+# `logits` and `ref_logits` have the same shape `(..., V)`, the last axis over the
+# vocabulary. Return $\mathrm{KL}(\pi\,\|\,\pi_\text{ref}) = \sum_v \pi(v)\,(\log\pi(v) -
+# \log\pi_\text{ref}(v))$ with $\pi = \mathrm{softmax}(\texttt{logits})$, shape `(...)`. The
+# check compares values and gradients with respect to `logits`.
 
 # %%
+def categorical_kl(logits, ref_logits):
+    """KL(softmax(logits) || softmax(ref_logits)), summed over the last axis."""
+    ### BEGIN SOLUTION
+    logp = torch.log_softmax(logits, dim=-1)
+    ref_logp = torch.log_softmax(ref_logits, dim=-1)
+    return (logp.exp() * (logp - ref_logp)).sum(dim=-1)
+    ### END SOLUTION
+
+
+# %%
+categorical_ok = checks.check_categorical_kl(categorical_kl)
+
+# %%
+kl_exact_fn = checks.use_if_passed(categorical_kl, categorical_ok, checks.categorical_kl_reference)
+estimators = checks.use_if_passed(kl_estimates, kl_ok, checks.kl_estimates_reference)
 trained = result.policy.eval()
 batch = rollout(trained, reference, critic, reward_fn, tokenizer,
                 toyworld.sample_prompts(64, seed=99), max_new_tokens=20,
@@ -233,15 +330,14 @@ batch = rollout(trained, reference, critic, reward_fn, tokenizer,
 m = batch.mask.bool()
 with torch.no_grad():  # exact KL at each response position, from the full distributions
     inputs, P = batch.inputs(), batch.prompt_ids.shape[1]
-    logq = torch.log_softmax(trained(**inputs).logits[:, P - 1:-1].float(), -1)
-    logq_ref = torch.log_softmax(reference(**inputs).logits[:, P - 1:-1].float(), -1)
-    exact = (logq.exp() * (logq - logq_ref)).sum(-1)
+    exact = kl_exact_fn(trained(**inputs).logits[:, P - 1:-1].float(),
+                        reference(**inputs).logits[:, P - 1:-1].float())
 
 print(f"exact KL per token: mean {exact[m].mean():.3f}")
 fig, ax = plt.subplots(figsize=(7, 3))
-for kind in ("k1", "k2", "k3"):
-    k = kl_estimate(batch.logp, batch.ref_logp, kind)[m]
-    print(f"{kind}: mean {k.mean():.3f}   std {k.std():.3f}   share < 0: {(k < 0).float().mean():.2f}")
+for kind, k in zip(("k1", "k2", "k3"), estimators(batch.logp, batch.ref_logp)):
+    k = k[m]
+    print(f"{kind}: mean {k.mean():.3f}   std {k.std():.3f}   share < 0: {(k < -1e-6).float().mean():.2f}")
     ax.hist(k.clamp(-2, 4).numpy(), bins=60, histtype="step", lw=1.5, label=kind)
 ax.axvline(float(exact[m].mean()), color="k", ls="--", label="exact mean")
 ax.set_xlabel("per-token KL estimate (clamped to [-2, 4])")
@@ -253,12 +349,84 @@ plt.show()
 # %% [markdown]
 # Compare the three means with the exact one. $k_1$ is unbiased but negative on many
 # tokens; $k_2$ is always positive but biased upwards once the policy has moved; $k_3$ is
-# unbiased and never negative, but its rare large values (tokens the reference likes much
-# more than the policy) make its average over a finite batch come out low. The PPO
+# unbiased and never negative, but it is heavy-tailed: rare large values (tokens the
+# reference likes much more than the policy) give it the largest standard deviation of
+# the three, so its average over a finite batch is noisy, usually a little low and high
+# when one of those tokens lands in the batch. The PPO
 # reward here uses $k_1$ summed over the response (`kl_estimator` in `PPOConfig`), like
-# MOSS-RLHF and InstructGPT; losses that must stay non-negative prefer $k_3$ (GRPO does).
+# MOSS-RLHF and InstructGPT; methods that put the KL into the *loss* often pick $k_3$
+# because it is never negative (GRPO does). But a right value is not a right gradient.
 #
-# ## 7. The run folder
+# ### An unbiased value is not an unbiased gradient
+#
+# A loss is differentiated with the sampled tokens held fixed. On one small categorical
+# distribution (six "tokens", policy logits $\theta$, a fixed reference) we can compute
+# everything exactly: each estimator's expected value $\sum_a \pi(a)\,k(a)$ and its
+# expected gradient $\sum_a \pi(a)\,\nabla_\theta k(a)$, and compare them with the KL and
+# its gradient, in both directions. A last column checks the exact expectation with
+# 200,000 sampled tokens. (The code uses your `categorical_kl` and `kl_estimates` once
+# their checks have passed.)
+
+# %%
+theta = torch.tensor([1.0, 0.5, 0.0, -0.5, -1.0, 0.3], requires_grad=True)  # policy logits
+ref_logits = torch.tensor([0.0, 1.0, -0.5, 0.5, -1.0, 0.0])                 # reference
+
+
+def grad(f):
+    return torch.autograd.grad(f, theta)[0]
+
+
+kl_value = kl_exact_fn(theta, ref_logits).item()             # KL(pi || ref)
+grad_reverse = grad(kl_exact_fn(theta, ref_logits))          # what the penalty should follow
+grad_forward = grad(kl_exact_fn(ref_logits.clone(), theta))  # KL(ref || pi): the other direction
+pi = torch.softmax(theta, -1).detach()
+ref_all = torch.log_softmax(ref_logits, -1)
+tokens = torch.multinomial(pi, 200_000, replacement=True, generator=torch.Generator().manual_seed(0))
+
+ROWS = [  # (name, estimator used for the value, the loss whose gradient we take)
+    ("k1", 0, lambda lp, rl: estimators(lp, rl)[0]),
+    ("k2", 1, lambda lp, rl: estimators(lp, rl)[1]),
+    ("k3", 2, lambda lp, rl: estimators(lp, rl)[2]),
+    ("k1 as a reward: k1 * log pi", 0, lambda lp, rl: estimators(lp, rl)[0].detach() * lp),
+]
+print(f"KL(pi || ref) = {kl_value:.4f}   |grad KL(pi || ref)| = {grad_reverse.norm():.4f}   "
+      f"|grad KL(ref || pi)| = {grad_forward.norm():.4f}\n")
+print(f"{'used as a loss':>27} {'E[value]':>9} {'|E[grad] - grad KL(pi||ref)|':>29} "
+      f"{'|E[grad] - grad KL(ref||pi)|':>29} {'same, 200k samples':>19}")
+for name, which, loss_of in ROWS:
+    with torch.no_grad():
+        expected_value = (pi * estimators(torch.log_softmax(theta, -1), ref_all)[which]).sum()
+    expected_grad = grad((pi * loss_of(torch.log_softmax(theta, -1), ref_all)).sum())
+    sampled_grad = grad(loss_of(torch.log_softmax(theta, -1)[tokens], ref_all[tokens]).mean())
+    print(f"{name:>27} {expected_value:9.4f} {(expected_grad - grad_reverse).norm():29.4f} "
+          f"{(expected_grad - grad_forward).norm():29.4f} {(sampled_grad - grad_reverse).norm():19.4f}")
+
+# %% [markdown]
+# Read the rows (the algebra is two lines each; try it):
+#
+# * **$k_1$** has the right value, but its gradient is $\nabla_\theta\log\pi(a)$, whose
+#   expectation is $\sum_a \nabla_\theta\pi(a) = 0$: as a loss it does nothing on average.
+# * **$k_3$** has the right value too, and its gradient is
+#   $(1 - \pi_\text{ref}(a)/\pi(a))\,\nabla_\theta\log\pi(a)$, whose expectation is
+#   $-\sum_a \pi_\text{ref}(a)\,\nabla_\theta\log\pi(a) = \nabla_\theta\,
+#   \mathrm{KL}(\pi_\text{ref}\,\|\,\pi_\theta)$: the gradient of the KL in the *other*
+#   direction (the third column is 0), not of the $\mathrm{KL}(\pi\,\|\,\pi_\text{ref})$ whose
+#   value it estimates. The two directions agree to second order while $\pi$ is close to
+#   $\pi_\text{ref}$, so it still pulls towards the reference, but it is not an unbiased
+#   gradient of the KL penalty.
+# * **$k_2$** is biased in value, yet its gradient $(\log\pi - \log\pi_\text{ref})\,
+#   \nabla_\theta\log\pi$ has exactly $\nabla_\theta\mathrm{KL}(\pi\,\|\,\pi_\text{ref})$ as
+#   its expectation.
+# * **$k_1$ as a reward**: the same expression, $k_1\,\nabla_\theta\log\pi$, is what the
+#   policy gradient does with a penalty that is part of the reward (the score-function
+#   form of lab 04). That is why the trainer puts $k_1$ into the per-token reward rather
+#   than into the loss; over a whole response the later tokens' penalties reach each token
+#   through the return, as the chain rule above requires.
+#
+# The last column repeats the first gradient column with 200,000 sampled tokens instead of
+# the exact expectation: the same numbers, up to sampling noise.
+#
+# ## 8. The run folder
 #
 # Every run writes the same record a notebook, the app and a test can read:
 # `config.json`, `metrics.jsonl` (one row per iteration), `samples.jsonl` (a few
@@ -281,7 +449,7 @@ for line in (run / "samples.jsonl").read_text().splitlines()[-2:]:
 # * `kl_coef=0.2` or `kl_coef=0.0`: how do the KL and gold curves change? (Lab 08 looks
 #   closely at $\beta = 0$.)
 # * `kl_target=3.0`: an adaptive $\beta$ that steers the KL towards a target (watch
-#   `objective/kl_coef` in the metrics).
+#   `objective/kl_coef` in the metrics; lab 08 writes its update rule).
 # * `train_ppo(config, reward_model="gold")`: PPO on the oracle itself, an upper bound
 #   no real pipeline has.
 # * From a shell: `moss-lab ppo --iterations 30` runs the same loop with a progress bar.

@@ -17,7 +17,11 @@
 #
 # 1. PPO with **no KL penalty** ($\beta = 0$): proxy up, gold up then down;
 # 2. what the hacked policy writes;
-# 3. gold against $\sqrt{\mathrm{KL}}$ for several $\beta$, with Gao et al.'s fit.
+# 3. gold against $\sqrt{\mathrm{KL}}$ for several $\beta$, with Gao et al.'s fit;
+# 4. an adaptive $\beta$ that steers the KL to a target.
+#
+# Three exercises along the way: the KL of a response (the x-axis of every plot here),
+# Gao et al.'s fit, and the adaptive KL controller's update.
 
 # %%
 import tempfile
@@ -30,7 +34,7 @@ import matplotlib.pyplot as plt
 import torch
 import transformers
 
-from moss_lab import toyworld
+from moss_lab import checks, toyworld
 from moss_lab.models import load_policy
 from moss_lab.ppo import PPOConfig, train_ppo
 from moss_lab.sampling import generate
@@ -83,8 +87,11 @@ print(f"gold: start {gold[0]:+.2f}, peak {gold[peak]:+.2f} at iteration {it[peak
 # %% [markdown]
 # That is reward hacking. For the first few iterations the proxy and the gold score agree:
 # the policy learns what the reward model got right (stay on topic, be polite, end the
-# answer). Then the proxy keeps climbing while the gold score falls, well below where the
-# base model started: the policy has found what the reward model gets wrong.
+# answer). Then the proxy keeps climbing while the gold score falls from its peak: the
+# policy has found what the reward model gets wrong. (Our run: gold -1.43 at the start,
+# +1.34 at its peak at iteration 10, +0.24 after 36 iterations, while the proxy rose from
+# +1.38 to +2.60. How far gold falls depends on the reward model and the seed; that it
+# falls while the proxy rises is the point.)
 #
 # ## 2. What does the hacked policy write?
 #
@@ -111,15 +118,66 @@ for i in range(3):
     print(f"\n{prompts[i]}\n   base -> {s_base.responses[i]}\n   hack -> {s_hack.responses[i]}")
 
 # %% [markdown]
-# Read the table and the samples. In our run the policy kept what the reward model and
-# the gold score agree on (a polite opener: `harmlessness` went up) and gave up what the
-# reward model cannot judge: answers drift off topic (facts about dogs for a question about
-# coffee: `helpfulness` falls) and into sentences outside the grammar ("rain fills oven":
-# `degeneracy`). The reward model saw only the base model's samples; text unlike anything
-# the base model writes is outside its training distribution, its scores there are
+# Read the table and the samples. Against the base model the hacked policy still looks
+# better on every part (our run: total -2.06 -> -0.03; it is past its peak, not below the
+# start), but look at *how* it writes: every answer opens with "sure !", which the reward
+# model loves, words repeat ("the air air cool") and sentences leave the grammar ("rain
+# plants ice crystals", "bikes have a strong nose": a dog fact on bikes). The reward model
+# saw only the base model's samples; text unlike anything the base model writes is outside
+# its training distribution, its scores there are
 # arbitrary, and PPO exploits whatever is arbitrary in its favour.
 #
-# ## 3. Gold against $\sqrt{\mathrm{KL}}$
+# ## 3. How far is the hacked policy from the base model?
+#
+# Every plot below puts the KL to the initial policy on its x-axis: the trainer's
+# `objective/kl`, the $k_1$ estimate summed over each response's tokens (the chain rule of
+# lab 06 makes the sum an unbiased estimate of the KL between the two distributions over
+# whole responses), averaged over the batch.
+#
+# ### Exercise 1 - the KL of each response
+#
+# `logp`, `ref_logp` and `mask` are `(batch, T)`: the log-probabilities of the sampled
+# tokens under the policy and the initial policy, and 1 on each response's tokens, 0 on
+# the padding. Return the $k_1$ KL estimate of each response, shape `(batch,)`.
+
+# %%
+def response_kl(logp, ref_logp, mask):
+    """sum over each response's real tokens of logp - ref_logp: shape (batch,)."""
+    ### BEGIN SOLUTION
+    return ((logp - ref_logp) * mask).sum(dim=1)
+    ### END SOLUTION
+
+
+# %%
+response_kl_ok = checks.check_response_kl(response_kl)
+
+# %% [markdown]
+# Now measure it on fresh samples of the hacked policy: which responses moved furthest
+# from what the base model would write? (Your `response_kl` once its check has passed,
+# the reference until then.)
+
+# %%
+from moss_lab.ppo.rollout import policy_forward, sample, sequence_inputs
+
+kl_fn = checks.use_if_passed(response_kl, response_kl_ok, checks.response_kl_reference)
+hacked = runs[0.0].policy.eval()
+enc = tokenizer(prompts, return_tensors="pt", padding=True)
+with torch.no_grad():
+    ids, mask = sample(hacked, enc.input_ids, enc.attention_mask, 20, tokenizer.eos_token_id,
+                       tokenizer.pad_token_id, generator=torch.Generator().manual_seed(0))
+    inputs = sequence_inputs(enc.input_ids, enc.attention_mask, ids, mask)
+    logp, _ = policy_forward(hacked, inputs, ids, with_entropy=False)
+    ref_logp, _ = policy_forward(base_model, inputs, ids, with_entropy=False)
+kl_per_response = kl_fn(logp, ref_logp, mask)  # the padding holds junk log-probs
+print(f"KL per response: mean {kl_per_response.mean():.1f} nats (the run's last logged "
+      f"objective/kl: {runs[0.0].history[-1]['objective/kl']:.1f}), "
+      f"min {kl_per_response.min():.1f}, max {kl_per_response.max():.1f}")
+for i in kl_per_response.argsort(descending=True)[:3].tolist():
+    text = tokenizer.decode(ids[i][mask[i].bool()], skip_special_tokens=True)
+    print(f"  KL {kl_per_response[i]:5.1f}: {text}")
+
+# %% [markdown]
+# ## 4. Gold against $\sqrt{\mathrm{KL}}$
 #
 # Gao et al. plot everything against the distance $d = \sqrt{\mathrm{KL}}$ from the
 # initial policy, because that is what optimisation spends. A KL penalty limits how far
@@ -135,8 +193,28 @@ for beta in (0.02, 0.1):
 # parameters once divided by $d$: $R/d = \alpha - \beta_\text{RL}\log d$. We fit it by least
 # squares to the $\beta = 0$ run, on gold *gains* over the base model (their $R$ is
 # measured from the initial policy, so $R(0) = 0$).
+#
+# ### Exercise 2 - Gao et al.'s fit
+#
+# `d` and `gain` are 1-D tensors (all `d > 0`). Return `(alpha, beta_rl)`, the least-squares
+# fit of `gain / d = alpha - beta_rl * log(d)`.
 
 # %%
+def gao_fit(d, gain):
+    """Least squares of gain / d on [1, -log d]: (alpha, beta_rl)."""
+    ### BEGIN SOLUTION
+    X = torch.stack([torch.ones_like(d), -torch.log(d)], dim=1)
+    coef = torch.linalg.lstsq(X, (gain / d)[:, None]).solution[:, 0]
+    return coef[0], coef[1]
+    ### END SOLUTION
+
+
+# %%
+gao_ok = checks.check_gao_fit(gao_fit)
+
+# %%
+fit_fn = checks.use_if_passed(gao_fit, gao_ok, checks.gao_fit_reference)
+
 def curve(history, key):
     d = torch.tensor([max(r["objective/kl"], 0.0) ** 0.5 for r in history])
     y = torch.tensor([r[key] for r in history])
@@ -153,9 +231,7 @@ for beta, result in runs.items():
 
 d, g = curve(runs[0.0].history, "reward/gold")
 keep = d > 0.05  # log d needs d > 0
-X = torch.stack([torch.ones(int(keep.sum())), -torch.log(d[keep])], dim=1)
-coef = torch.linalg.lstsq(X, ((g[keep] - gold_start) / d[keep])[:, None]).solution[:, 0]
-alpha, beta_rl = coef.tolist()
+alpha, beta_rl = (float(c) for c in fit_fn(d[keep].double(), (g[keep] - gold_start).double()))
 grid = torch.linspace(0.05, float(d.max()), 200)
 axes[0].plot(grid, grid * (alpha - beta_rl * torch.log(grid)), "k--",
              label=f"fit d(α - β_RL log d): α={alpha:.2f}, β_RL={beta_rl:.2f}")
@@ -190,5 +266,69 @@ print(f"the fit peaks at d* = exp(alpha / beta_RL - 1) = {torch.exp(torch.tensor
 # stopping; a reward model retrained on the policy's new outputs (iterated RLHF);
 # ensembles and reward-model uncertainty.
 #
-# **Try it yourself**: `PPOConfig(kl_target=4.0)` (adaptive $\beta$), a larger
-# `missing_eos_penalty`, or `reward="gold"` (no proxy: does the gold score still fall?).
+# ## 5. Steering the KL: the adaptive controller
+#
+# A fixed $\beta$ decides the KL only indirectly, and the right $\beta$ depends on the
+# reward model, the prompts and the stage of training. Ziegler et al. (2019) adapt it
+# instead, so that the measured KL tracks a **target** (`kl_target` in `PPOConfig`; the
+# trainer calls the update once per iteration with the mean KL per response and the
+# number of responses in the batch):
+#
+# $$e = \operatorname{clip}\Big(\frac{\mathrm{KL}}{\mathrm{KL}_\text{target}} - 1,\; -0.2,\; 0.2\Big), \qquad \beta \leftarrow \beta\,\Big(1 + e\,\frac{n_\text{steps}}{H}\Big),$$
+#
+# with $H$ the horizon (`kl_horizon`). KL above the target raises $\beta$ (a stronger pull
+# back), below lowers it; the clip bounds the relative change of $\beta$ per update to
+# $0.2\,n_\text{steps}/H$, so one noisy KL measurement cannot swing it.
+#
+# ### Exercise 3 - the adaptive KL update
+#
+# All arguments are numbers; return the new $\beta$.
+
+# %%
+def adaptive_kl_update(beta, kl, target, horizon, n_steps):
+    """beta * (1 + clip(kl / target - 1, -0.2, 0.2) * n_steps / horizon)."""
+    ### BEGIN SOLUTION
+    error = min(max(kl / target - 1.0, -0.2), 0.2)
+    return beta * (1.0 + error * n_steps / horizon)
+    ### END SOLUTION
+
+
+# %%
+adaptive_ok = checks.check_adaptive_kl_update(adaptive_kl_update)
+
+# %% [markdown]
+# A toy run of the controller, without PPO: pretend the policy settles at a KL that falls
+# as $\beta$ rises, $\mathrm{KL}(\beta) = 1 / (0.05 + \beta)$ nats (a made-up response, in
+# the range of the runs above), and start from $\beta = 0.01$ and $\beta = 0.3$ with a
+# target of 4 nats, 64 responses per iteration and a horizon of 1000.
+
+# %%
+update_fn = checks.use_if_passed(adaptive_kl_update, adaptive_ok, checks.adaptive_kl_reference)
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+for beta0 in (0.01, 0.3):
+    beta, betas, kls = beta0, [], []
+    for _ in range(400):
+        kl_now = 1 / (0.05 + beta)
+        betas.append(beta)
+        kls.append(kl_now)
+        beta = update_fn(beta, kl_now, 4.0, 1000, 64)
+    axes[0].plot(betas, label=f"start β = {beta0}")
+    axes[1].plot(kls, label=f"start β = {beta0}")
+axes[1].axhline(4.0, color="k", ls=":", label="target")
+axes[0].set_ylabel("β")
+axes[1].set_ylabel("KL per response (nats)")
+for ax in axes:
+    ax.set_xlabel("iteration")
+    ax.legend()
+plt.show()
+print(f"beta after 400 iterations: {betas[-1]:.3f} (the beta that gives KL = 4 here: 0.200)")
+
+# %% [markdown]
+# Far from the target the clip makes $\beta$ change by a constant factor per iteration
+# ($1 \pm 0.2 \cdot 64/1000$, about 1.3%), geometric and slow on purpose; near it, the
+# steps shrink with the error. On a real run the KL responds to $\beta$ only through
+# training, with a delay, which is why the horizon is long.
+#
+# **Try it yourself**: `PPOConfig.preset("toy-fast", kl_target=4.0)` (adaptive $\beta$;
+# watch `objective/kl_coef`), a larger `missing_eos_penalty`, or `reward="gold"` (no
+# proxy: does the gold score still fall?).

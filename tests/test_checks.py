@@ -77,6 +77,23 @@ def test_engine_catches_a_wrong_gradient_with_right_values(capsys):
     assert "gradient with respect to argument 0" in capsys.readouterr().out
 
 
+def test_engine_compares_gradients_only_with_respect_to_grad_wrt(capsys):
+    def two(gen):
+        return torch.randn(5, generator=gen), torch.randn(5, generator=gen)
+
+    ref = lambda x, c: x * c  # noqa: E731  x is what a loss is differentiated by, c is data
+    detached_data = lambda x, c: x * c.detach()  # noqa: E731
+    assert not checks.check_function(detached_data, ref, two, compare_grads=True)
+    assert checks.check_function(detached_data, ref, two, compare_grads=True, grad_wrt=(0,))
+    detached_x = lambda x, c: x.detach() * c  # noqa: E731
+    assert not checks.check_function(detached_x, ref, two, compare_grads=True, grad_wrt=(0,))
+    # keyword inputs are named
+    wrong_c = lambda x, c: x * c.detach() + c - c.detach()  # noqa: E731  same value, d/dc = 1
+    assert not checks.check_function(wrong_c, ref, lambda gen: dict(zip("xc", two(gen))),
+                                     compare_grads=True, grad_wrt=("c",))
+    assert "gradient with respect to c" in capsys.readouterr().out
+
+
 def test_engine_accepts_keyword_inputs_and_python_floats(capsys):
     def inputs(gen):
         return {"a": float(torch.rand(1, generator=gen)), "b": 2.0}
