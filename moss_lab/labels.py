@@ -327,7 +327,7 @@ def sniff_format(path: str | Path) -> str:
             if line.strip():
                 try:
                     first = json.loads(line)
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, RecursionError):
                     return "jsonl"  # read_jsonl reports the bad line
                 if isinstance(first, dict) and "prompt" not in first and "chosen" in first:
                     return "hh"

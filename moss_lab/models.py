@@ -79,9 +79,66 @@ def _cache_ok(folder: Path) -> bool:
     return (folder / INFO_FILE).is_file() and (folder / "config.json").is_file()
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+
+
+def check_model_folder(folder: str | Path, what: str = "model") -> Path:
+    """Raise ModelNotFoundError, naming what is missing and what to do, unless `folder`
+    looks like a model saved with save_pretrained (config.json with a model_type, weights,
+    tokenizer files). Returns the folder as a Path."""
+    folder = Path(folder).expanduser()
+    how = ("save the model and its tokenizer with model.save_pretrained(folder) and "
+           "tokenizer.save_pretrained(folder)")
+    if not folder.is_dir():
+        raise ModelNotFoundError(f"{what} folder {folder} does not exist")
+    config = files.read_json(folder / "config.json")
+    if not isinstance(config, dict) or "model_type" not in config:
+        found = ", ".join(sorted(p.name for p in folder.iterdir())[:8]) or "nothing"
+        problem = ("has no config.json" if not (folder / "config.json").is_file()
+                   else "has a config.json without a model_type")
+        raise ModelNotFoundError(
+            f"{folder} is not a model folder: it {problem} (found: {found}). Give a folder "
+            f"written by save_pretrained (config.json, model.safetensors, tokenizer files), "
+            f"a run's model/ or policy/ folder, or 'toy'; to make one, {how}")
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise ModelNotFoundError(f"{folder} has a config.json but no weights "
+                                 f"(model.safetensors): {how}")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelNotFoundError(f"{folder} has a model but no tokenizer (tokenizer.json): "
+                                 f"{how}")
+    return folder
+
+
 def _load_folder(folder: Path):
+    folder = check_model_folder(folder)
     model = AutoModelForCausalLM.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
+    return model, tokenizer
+
+
+def ensure_pad_token(model, tokenizer, name: str = "the model"):
+    """Left padding, and a pad token distinct from eos (reward models read the last non-pad
+    token, attention masks are ids != pad). A tokenizer without one (GPT-2's habit) or
+    padding with eos gets '<pad>' added, the embeddings grow by one row, and a note says so.
+    The same base always gets the same id, so a policy and a reward model built from it
+    still share a vocabulary."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        had = tokenizer.pad_token
+        tokenizer.add_special_tokens({"pad_token": "<pad>"})
+        grown = ""
+        if model.get_input_embeddings().num_embeddings < len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+            grown = f" and grew the embeddings to {len(tokenizer)} rows"
+        warnings.warn(
+            f"note: the tokenizer of {name} "
+            + ("has no pad token" if had is None else f"pads with its eos token {had!r}")
+            + f"; added '<pad>' (id {tokenizer.pad_token_id}){grown} (saved models keep it). "
+            "To avoid this, give the tokenizer a pad token distinct from eos before saving it.",
+            stacklevel=3)
+    model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
 
 
@@ -101,6 +158,7 @@ def load_policy(name: str = "toy", device: str | None = None, threads: int | Non
     The model is in eval mode on `device` (auto: cuda, then mps, then cpu). The tokenizer
     pads on the left and has a pad token distinct from eos (added if the model had none).
     """
+    name = str(name)
     size = resolve_toy(name)
     if size is not None:
         folder = build_toy_model(size, seed)
@@ -112,6 +170,9 @@ def load_policy(name: str = "toy", device: str | None = None, threads: int | Non
             model, tokenizer = _load_folder(folder)
     elif Path(name).expanduser().is_dir():
         model, tokenizer = _load_folder(Path(name).expanduser())
+    elif name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name:
+        raise ModelNotFoundError(f"model folder {name} does not exist (a typo? a run's "
+                                 "policy/ folder that was not saved?)")
     else:
         try:
             model = AutoModelForCausalLM.from_pretrained(name)
@@ -123,12 +184,7 @@ def load_policy(name: str = "toy", device: str | None = None, threads: int | Non
                 f"and it could not be loaded from the Hugging Face hub "
                 f"(offline, or no such repository). Details: {err}"
             ) from err
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        # reward models read the last non-pad token: pad must differ from eos
-        tokenizer.add_special_tokens({"pad_token": "<pad>"})
-        model.resize_token_embeddings(len(tokenizer))
-    model.config.pad_token_id = tokenizer.pad_token_id
+    model, tokenizer = ensure_pad_token(model, tokenizer, repr(name))
     dev = pick_device(device)
     if dev.type == "cpu":
         set_cpu_threads(model.num_parameters(), threads)

@@ -135,6 +135,9 @@ def _json_lines(path: Path, errors: list[str]):
                 yield number, json.loads(text)
             except json.JSONDecodeError as err:
                 errors.append(f"line {number}: bad JSON ({err.msg} at column {err.colno})")
+            except RecursionError:  # e.g. [[[[...]]]] thousands deep: no record is like that
+                errors.append(f"line {number}: JSON nested too deeply to read (a record is "
+                              "one flat object of prompt/chosen/rejected texts)")
 
 
 # ---------------------------------------------------------------------------------------

@@ -38,12 +38,13 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 
-from . import preferences
+from . import files, preferences
+from .configs import Bound, between, check_bounds
 from .preferences import Preference
 from .run_folder import RunFolder
 from .scoring import reward_inputs, score
@@ -100,7 +101,8 @@ class RewardConfig:
     """Peak AdamW learning rate (1e-3: 0.777 gold agreement, 3e-3: 0.716; xs, 5 epochs,
     frozen embeddings)."""
     warmup_steps: int = 20
-    """Steps of linear warmup before the cosine decay."""
+    """Steps of linear warmup before the cosine decay, at most a fifth of the run's steps
+    (a run of 7 steps warms up for 1, so the learning rate reaches lr)."""
     min_lr_ratio: float = 0.1
     """The cosine decay ends at this fraction of lr."""
     weight_decay: float = 0.0
@@ -149,6 +151,26 @@ class RewardConfig:
     """Weight of mean((r_c + r_r)^2), keeping rewards centred on 0; trl's
     center_rewards_coefficient."""
 
+    # The range of every numeric field (moss_lab.configs): __post_init__ checks it for the
+    # library, the CLI and the app; the app's forms take their minimum/maximum from it.
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "epochs": between(1, 1000), "batch_size": between(1, 4096),
+        "lr": between(0, 1, lo_open=True), "warmup_steps": between(0, 100_000),
+        "min_lr_ratio": between(0, 1), "weight_decay": between(0, 10),
+        "max_grad_norm": between(0, 1e6, lo_open=True), "eval_fraction": between(0, 0.9),
+        "seed": between(0, 2**32 - 1), "threads": between(1, 256),
+        "label_smoothing": between(0, 0.5), "margin": between(-100, 100),
+        "adaptive_margin": between(0, 100), "flip_fraction": between(0, 0.5),
+        "remedy_epoch": between(0, 1000), "lm_coef": between(0, 100),
+        "center_coef": between(0, 100),
+    }
+
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot work, with a message naming the field (CLI and app)."""
+        errors = check_bounds(self)
+        if errors:
+            raise ValueError("invalid reward-model config: " + "; ".join(errors))
+
 
 # ---------------------------------------------------------------------------------------
 # Loading, saving, scoring
@@ -163,13 +185,13 @@ def init_reward_model(base: str = "toy", seed: int = 0, attn_implementation: str
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    from .models import build_toy_model, resolve_toy
+    from .models import build_toy_model, check_model_folder, resolve_toy
 
     size = resolve_toy(base)
     if size is not None:
         folder = str(build_toy_model(size))
     elif Path(base).expanduser().is_dir():
-        folder = str(Path(base).expanduser())
+        folder = str(check_model_folder(base, "base model"))
     else:
         folder = base  # a hub id
     config = AutoConfig.from_pretrained(folder, num_labels=1)
@@ -181,16 +203,13 @@ def init_reward_model(base: str = "toy", seed: int = 0, attn_implementation: str
     torch.manual_seed(seed)  # the head is random: seed it
     model = AutoModelForSequenceClassification.from_pretrained(folder, config=config, **extra)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    return _fix_padding(model, tokenizer)
+    return _fix_padding(model, tokenizer, repr(base))
 
 
-def _fix_padding(model, tokenizer):
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        tokenizer.add_special_tokens({"pad_token": "<pad>"})
-        model.resize_token_embeddings(len(tokenizer))
-    model.config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
+def _fix_padding(model, tokenizer, name: str = "the reward model"):
+    from .models import ensure_pad_token
+
+    return ensure_pad_token(model, tokenizer, name)
 
 
 def load_reward_model(folder: str | Path, device: str | None = None):
@@ -198,13 +217,20 @@ def load_reward_model(folder: str | Path, device: str | None = None):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from .device import pick_device
+    from .models import check_model_folder
 
     folder = Path(folder).expanduser()
     if (folder / MODEL_SUBDIR / "config.json").is_file():
         folder = folder / MODEL_SUBDIR
+    check_model_folder(folder, "reward model")
+    kinds = (files.read_json(folder / "config.json") or {}).get("architectures") or []
+    if kinds and not any(k.endswith("ForSequenceClassification") for k in kinds):
+        raise ValueError(f"{folder} holds a {kinds[0]}, not a reward model (it would score "
+                         "with an untrained head): train one from it with "
+                         f"`moss-lab train-rm --base {folder}` and give its model/ folder")
     model = AutoModelForSequenceClassification.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model, tokenizer = _fix_padding(model, tokenizer)
+    model, tokenizer = _fix_padding(model, tokenizer, str(folder))
     return model.to(pick_device(device)).eval(), tokenizer
 
 
@@ -254,11 +280,17 @@ def evaluate_reward_model(model, tokenizer, pairs: list[Preference]) -> dict:
 # ---------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------
+def split_sizes(n: int, eval_fraction: float) -> tuple[int, int]:
+    """(training pairs, held-out pairs) that split_pairs makes of n pairs."""
+    n_eval = int(round(n * eval_fraction))
+    return n - n_eval, n_eval
+
+
 def split_pairs(pairs: list[Preference], eval_fraction: float, seed: int = 0):
     """Shuffle and split into (train, held-out)."""
     order = list(range(len(pairs)))
     random.Random(seed).shuffle(order)
-    n_eval = int(round(len(pairs) * eval_fraction))
+    n_eval = split_sizes(len(pairs), eval_fraction)[1]
     return [pairs[i] for i in order[n_eval:]], [pairs[i] for i in order[:n_eval]]
 
 
@@ -283,11 +315,18 @@ def _lm_loss(model, hidden: torch.Tensor, batch: dict) -> torch.Tensor:
     """Next-token cross-entropy of the reward model's body, read through the tied input
     embeddings (the base LM's own head, since GPT-2 ties them). `hidden` is the body's
     last hidden state for `batch`, already computed for the reward."""
-    if not getattr(model.config, "tie_word_embeddings", False):
-        raise ValueError("lm_coef > 0 needs a model whose LM head is tied to its embeddings")
+    _check_lm_term(model)
     logits = hidden @ model.get_input_embeddings().weight.T
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     return F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten())
+
+
+def _check_lm_term(model) -> None:
+    if not getattr(model.config, "tie_word_embeddings", False):
+        raise ValueError(
+            f"lm_coef > 0 needs a base model whose LM head is tied to its input embeddings "
+            f"(GPT-2 and the toy models); this {type(model).__name__} has a separate lm_head, "
+            "which a reward model does not keep: use lm_coef 0 (--lm-coef 0)")
 
 
 def pair_loss(model, tokenizer, pairs: list[Preference], config: RewardConfig,
@@ -356,11 +395,23 @@ def flip_weakest(pairs: list[Preference], strength: torch.Tensor, fraction: floa
     return out, weakest
 
 
+WARMUP_MAX_SHARE = 5  # the warmup takes at most total // 5 steps
+
+
+def warmup_for(total: int, config: RewardConfig) -> int:
+    """Warmup steps of a run of `total` steps: config.warmup_steps, but at most a fifth of
+    the run, so that a short run (a few dozen labels: 7 steps) still reaches lr. The
+    default toy run (3600 pairs, 7 x 57 = 399 steps) and Lab 03's (800 pairs, 3 x 13 = 39
+    steps, warmup 5) keep their full warmup."""
+    return min(config.warmup_steps, total // WARMUP_MAX_SHARE)
+
+
 def _lr_factor(step: int, total: int, config: RewardConfig) -> float:
-    """Linear warmup, then cosine decay to min_lr_ratio."""
-    if step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
+    """Linear warmup (warmup_for), then cosine decay to min_lr_ratio."""
+    warmup = warmup_for(total, config)
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -391,6 +442,8 @@ def train_reward_model(pairs: list[Preference], config: RewardConfig | None = No
         raise ValueError("no training pairs")
     start = time.perf_counter()
     model, tokenizer = init_reward_model(config.base, config.seed, config.attn_implementation)
+    if config.lm_coef:  # refused before the run folder exists
+        _check_lm_term(model)
     device = pick_device(config.device)
     if device.type == "cpu":
         set_cpu_threads(model.num_parameters(), config.threads)

@@ -113,7 +113,7 @@ def test_a_preset_keeps_its_values_for_absent_flags():
 
 @pytest.mark.parametrize("argv, words", [
     (["ppo", "--kl-estimator", "k9"], "k9"),
-    (["ppo", "--lr", "-1"], "lr must be > 0"),          # PPOConfig.__post_init__
+    (["ppo", "--lr", "-1"], "lr must be in (0, 1], got -1"),  # PPOConfig.__post_init__
     (["ppo", "--preset", "nope"], "nope"),
     (["ppo", "--iterations", "many"], "--iterations"),
     (["train-rm", "--attn-implementation", "flash"], "flash"),
@@ -124,6 +124,19 @@ def test_a_bad_value_is_a_clear_message_and_exit_code_2(capsys, argv, words):
     code, out = run(capsys, *argv)
     assert code == 2
     assert words in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["ppo", "--iterations", "1000000000"], "iterations must be in [0, 100000], got 1000000000"),
+    (["ppo", "--max-new-tokens", "1000000000"], "max_new_tokens must be in [1, 4096]"),
+    (["ppo", "--lr", "nan"], "lr must be a finite number in (0, 1], got nan"),
+    (["train-rm", "--epochs", "1000000000"], "epochs must be in [1, 1000], got 1000000000"),
+])
+def test_out_of_bounds_values_exit_2_naming_the_field_and_range(capsys, argv, words):
+    """The configs' bounds (moss_lab.configs), checked by __post_init__ under tyro."""
+    code, out = run(capsys, *argv)
+    assert code == 2 and "Traceback" not in out
+    assert words in " ".join(out.replace("│", " ").split())  # tyro wraps it in a box
 
 
 # ---------------------------------------------------------------------------------------

@@ -339,3 +339,41 @@ def test_should_stop_ends_training_early(toy_data, tmp_path):
 def test_train_rejects_invalid_pairs():
     with pytest.raises(prefs.PreferenceError, match="same text"):
         reward.train_reward_model([Preference(PROMPT, "a .", "a .")])
+
+
+def _old_lr_factor(step, total, config):
+    """The schedule before the warm-up was scaled to the run (warmup_steps, always)."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
+    return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def test_warmup_is_scaled_for_a_tiny_run_and_unchanged_for_the_default_run():
+    config = RewardConfig()
+    # the default toy run (and PPO's cached toy reward model): 4000 pairs, 10% held out,
+    # batch 64, 7 epochs -> 57 steps an epoch, 399 steps, the full 20-step warm-up
+    n_train, n_eval = reward.split_sizes(4000, config.eval_fraction)
+    total = math.ceil(n_train / config.batch_size) * config.epochs
+    assert (n_train, n_eval, total) == (3600, 400, 399)
+    assert reward.warmup_for(total, config) == 20
+    assert all(reward._lr_factor(s, total, config) == _old_lr_factor(s, total, config)
+               for s in range(total))
+    # Lab 03's SMALL config on its 800 pairs: 3 x 13 steps, warm-up 5, unchanged too
+    small = RewardConfig(epochs=3, batch_size=64, lr=3e-3, warmup_steps=5)
+    assert reward.warmup_for(13 * 3, small) == 5
+    # 25 labels: 23 training pairs, one step an epoch, 7 steps: the warm-up (20 steps)
+    # was longer than the run and lr never reached the form's value; now it does at once
+    n_train, n_eval = reward.split_sizes(25, config.eval_fraction)
+    total = math.ceil(n_train / config.batch_size) * config.epochs
+    assert (n_train, n_eval, total) == (23, 2, 7)
+    assert reward.warmup_for(total, config) == 1
+    assert max(reward._lr_factor(s, total, config) for s in range(total)) == 1.0
+    assert max(_old_lr_factor(s, total, config) for s in range(total)) < 0.4
+
+
+def test_reward_config_refuses_out_of_range_values():
+    with pytest.raises(ValueError, match=r"epochs must be in \[1, 1000\], got 1000000000"):
+        RewardConfig(epochs=10**9)
+    with pytest.raises(ValueError, match=r"lr must be a finite number in \(0, 1\], got nan"):
+        RewardConfig(lr=float("nan"))

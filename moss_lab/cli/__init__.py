@@ -10,6 +10,7 @@ bools, `None` (or `none`) for an optional field; the docstring under a field is 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # name -> (module in moss_lab/cli/, one line of help)
@@ -51,3 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # the second Ctrl-C (moss_lab.cli.stop)
         print("\naborted", file=sys.stderr)
         return 130
+    except (ValueError, OSError) as err:  # bad input found once running: a message, not a
+        if os.environ.get("MOSS_LAB_DEBUG"):  # traceback (MOSS_LAB_DEBUG=1 shows it)
+            raise
+        print(f"moss-lab {name}: error: {err}", file=sys.stderr)
+        return 2

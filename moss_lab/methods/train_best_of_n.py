@@ -24,6 +24,7 @@ import torch
 from .. import toyworld
 from ..ppo.rollout import sample
 from ..run_folder import RunFolder
+from ..sampling import decode_responses
 from .best_of_n import analytic_kl, plug_in_kl
 from .training import EVAL_PROMPT_SEED, MethodResult, NonFinite, check_finite
 
@@ -87,9 +88,9 @@ def sample_pool(model, tokenizer, prompts: list[str], k: int, config: BestOfNCon
         ids, mask = sample(model, enc.input_ids.to(device), enc.attention_mask.to(device),
                            config.max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id,
                            config.temperature, 1.0, gen)
-        keep = ids.masked_fill(ids == tokenizer.eos_token_id, tokenizer.pad_token_id)
-        texts += [t.strip() for t in tokenizer.batch_decode(keep.cpu(), skip_special_tokens=True)]
-        ended += (ids == tokenizer.eos_token_id).any(dim=1).cpu().tolist()
+        chunk_texts, chunk_ended = decode_responses(tokenizer, repeated[start:start + chunk], ids)
+        texts += chunk_texts
+        ended += chunk_ended
         lengths += mask.sum(1).long().cpu().tolist()
     return texts, ended, lengths
 

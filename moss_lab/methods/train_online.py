@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import toyworld
+from ..sampling import response_text
 from .training import MethodConfig, MethodError, check_finite
 
 
@@ -86,7 +87,7 @@ class TrlReward:
 
     def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float]:
         self.calls += 1
-        responses = [c.strip() for c in completions]
+        responses = [response_text(p, c) for p, c in zip(prompts, completions)]
         scores = [float(s) for s in self.reward_fn(list(prompts), responses)]
         check_finite("reward function", scores, f"training step {self.calls}")
         if completion_ids is None:

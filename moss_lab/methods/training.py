@@ -31,6 +31,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from .. import toyworld
 from ..ppo.rollout import policy_forward, sample, sequence_inputs
 from ..run_folder import RunFolder
+from ..sampling import decode_responses
 
 EVAL_PROMPT_SEED = 20_240_601  # the same evaluation prompts for every method and seed
 
@@ -168,9 +169,7 @@ class Evaluator:
         gen = torch.Generator().manual_seed(self.seed)  # the same draws at every evaluation
         response_ids, mask = sample(policy, prompt_ids, prompt_mask, self.max_new_tokens,
                                     tok.eos_token_id, tok.pad_token_id, self.temperature, 1.0, gen)
-        keep = response_ids.masked_fill(response_ids == tok.eos_token_id, tok.pad_token_id)
-        texts = [t.strip() for t in tok.batch_decode(keep.cpu(), skip_special_tokens=True)]
-        ended = (response_ids == tok.eos_token_id).any(dim=1).cpu().tolist()
+        texts, ended = decode_responses(tok, self.prompts, response_ids)
         inputs = sequence_inputs(prompt_ids, prompt_mask, response_ids, mask)
         return {"response_ids": response_ids, "mask": mask, "inputs": inputs,
                 "responses": texts, "ended": ended}

@@ -13,7 +13,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
+
+from ..configs import Bound, between, check_bounds
+
+SEED_MAX = 2**32 - 1  # numpy's seeds stop here
 
 
 @dataclass
@@ -136,25 +140,39 @@ class PPOConfig:
     save_final: bool = True
     """Save the final policy (and tokenizer) to <run_dir>/policy with save_pretrained."""
 
+    # The range of every numeric field: what a class server can live with. One place:
+    # __post_init__ checks it (library, CLI, app) and the app's forms take their
+    # minimum/maximum from it (moss_lab.configs). None stays allowed where the type says so.
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "threads": between(1, 256), "seed": between(0, SEED_MAX),
+        "iterations": between(0, 100_000), "batch_size": between(1, 4096),
+        "minibatch_size": between(1, 4096), "ppo_epochs": between(1, 100),
+        # the model's context window minus the prompt is checked when it is loaded (setup.py)
+        "max_new_tokens": between(1, 4096),
+        "temperature": between(0, 100, lo_open=True), "top_p": between(0, 1, lo_open=True),
+        "lr": between(0, 1, lo_open=True), "critic_lr": between(0, 1, lo_open=True),
+        "adam_eps": between(0, 1, lo_open=True),
+        "max_grad_norm": between(0, 1e6, lo_open=True),
+        "gamma": between(0, 1), "lam": between(0, 1),
+        "clip_range": between(0, 10, lo_open=True), "value_clip": between(0, 1e6, lo_open=True),
+        "vf_coef": between(0, 1000), "entropy_coef": between(0, 100),
+        "kl_coef": between(0, 100), "kl_target": between(0, 1e6, lo_open=True),
+        "kl_horizon": between(1, 10**9), "missing_eos_penalty": between(-100, 100),
+        "reward_clip": between(0, 1e6, lo_open=True),
+        "advantage_clip": between(0, 1e6, lo_open=True),
+        "critic_pretrain_steps": between(0, 10_000),
+        "ptx_coef": between(0, 100), "ptx_batch_size": between(1, 4096),
+        "sample_every": between(0, 100_000), "n_samples": between(0, 4096),
+        "save_every": between(0, 100_000),
+    }
+
     def __post_init__(self) -> None:
         """Refuse settings that cannot work, with a message naming the field (CLI and app)."""
         checks = [
-            (self.lr > 0, "lr must be > 0"), (self.critic_lr > 0, "critic_lr must be > 0"),
-            (self.iterations >= 0, "iterations must be >= 0"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (1 <= self.minibatch_size, "minibatch_size must be >= 1"),
-            (self.ppo_epochs >= 1, "ppo_epochs must be >= 1"),
-            (self.max_new_tokens >= 1, "max_new_tokens must be >= 1"),
-            (self.temperature > 0, "temperature must be > 0"),
-            (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
-            (0 <= self.gamma <= 1, "gamma must be in [0, 1]"),
-            (0 <= self.lam <= 1, "lam must be in [0, 1]"),
-            (self.clip_range > 0, "clip_range must be > 0"),
-            (self.kl_coef >= 0, "kl_coef must be >= 0"),
             (self.kl_estimator in ("k1", "k2", "k3"), "kl_estimator must be k1, k2 or k3"),
             (self.critic_init in ("reward", "policy"), "critic_init must be 'reward' or 'policy'"),
         ]
-        errors = [message for ok, message in checks if not ok]
+        errors = check_bounds(self) + [message for ok, message in checks if not ok]
         if errors:
             raise ValueError("invalid PPO config: " + "; ".join(errors))
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..sampling import decode_responses
 from ..scoring import position_ids
 from .losses import entropy_from_logits, token_logprobs
 
@@ -171,8 +172,7 @@ def rollout(policy, ref_policy, critic, reward_fn, tokenizer, prompts: list[str]
                         temperature, with_entropy=False)
     values = timed("critic_forward", critic_forward, critic, inputs, n_prompt)
     # text for the reward model: the tokens before <eos> (the RM appends its own <eos>)
-    keep = response_ids.masked_fill(response_ids == tokenizer.eos_token_id, tokenizer.pad_token_id)
-    responses = [t.strip() for t in tokenizer.batch_decode(keep.cpu(), skip_special_tokens=True)]
+    responses, _ = decode_responses(tokenizer, list(prompts), response_ids)
     scores = timed("reward_forward", reward_fn, prompts, responses).to(device).float()
     return Rollout(prompts=list(prompts), responses=responses, prompt_ids=prompt_ids,
                    prompt_mask=prompt_mask, response_ids=response_ids, mask=mask,

@@ -89,6 +89,8 @@ def load_models(config, policy=None, reward_model=None):
             model = model.to(pick_device(config.device))
     device = next(model.parameters()).device
     tokenizer.padding_side = "left"
+    check_prompt_lengths(config, tokenizer, model)  # before anything is written
+    check_new_tokens_fit(config, tokenizer, model)
     ref = copy.deepcopy(model).eval()
     for p in ref.parameters():
         p.requires_grad_(False)
@@ -104,7 +106,16 @@ def make_critic(config, policy, tokenizer, reward: RewardFunction):
     the policy's body with a fresh scalar head."""
     if config.critic_init == "reward":
         rm, rm_tok = reward.model, reward.tokenizer
-        if rm is not None and rm_tok is not None and rm_tok.get_vocab() == tokenizer.get_vocab():
+        if rm is not None and rm_tok is not None:
+            if rm_tok.get_vocab() != tokenizer.get_vocab():
+                sizes = (f"{len(rm_tok)} tokens vs the policy's {len(tokenizer)}"
+                         if len(rm_tok) != len(tokenizer) else "same size, other token ids")
+                raise ValueError(
+                    "critic_init='reward' starts the critic from the reward model, but the "
+                    f"reward model's tokenizer differs from the policy's ({sizes}): the "
+                    "critic must read the policy's tokens. Use --critic-init policy "
+                    "(critic_init='policy'), or train the reward model from the policy's "
+                    "base (moss-lab train-rm --base <the policy's folder>)")
             critic = copy.deepcopy(rm)
             for p in critic.parameters():
                 p.requires_grad_(True)
@@ -127,16 +138,7 @@ def prompt_source(config) -> Callable[[int], list[str]]:
     batch_size, seed = config.batch_size, config.seed
     if config.prompts == "toy":
         return lambda k: toyworld.sample_prompts(batch_size, seed=seed * 1_000_003 + k)
-    path = Path(config.prompts)
-    if not path.is_file():
-        raise ValueError(f"prompts file {path} not found (give 'toy', a .txt or a .jsonl)")
-    if path.suffix == ".jsonl":
-        prompts = [json.loads(line)["prompt"] for line in path.read_text().splitlines()
-                   if line.strip()]
-    else:
-        prompts = [line for line in path.read_text().splitlines() if line.strip()]
-    if not prompts:
-        raise ValueError(f"no prompts in {path}")
+    prompts = [text for _, text in read_prompts(config.prompts)]
 
     def draw(k: int) -> list[str]:
         epoch, start = divmod(k * batch_size, len(prompts))
@@ -149,3 +151,104 @@ def prompt_source(config) -> Callable[[int], list[str]]:
         return out
 
     return draw
+
+
+# ---------------------------------------------------------------------------------------
+# Prompts files
+# ---------------------------------------------------------------------------------------
+def read_prompts(path: str | Path, note: bool = True) -> list[tuple[int, str]]:
+    """(line number, prompt) for every prompt of a prompts file.
+
+        .txt     one prompt per line, used as written (end it the way the reward model's
+                 data does, e.g. "Human: ... Assistant:")
+        .jsonl   {"prompt": "..."} per line, or Anthropic HH-RLHF lines ({"chosen",
+                 "rejected"}): the conversation up to its last "\n\nAssistant:"
+
+    Blank lines are skipped and counted in a note; a line that cannot be used is a
+    ValueError naming the file and the line.
+    """
+    from ..preferences import PreferenceError, parse_hh
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"prompts file {path} not found (give 'toy', a .txt or a .jsonl file)")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"prompts file {path} is not UTF-8 text ({err.reason}); save it as "
+                         "UTF-8") from None
+    prompts, blank = [], 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            blank += 1
+            continue
+        if path.suffix != ".jsonl":
+            prompts.append((number, line))
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}, line {number}: bad JSON ({err.msg} at column "
+                             f"{err.colno})") from None
+        if isinstance(obj, dict) and isinstance(obj.get("prompt"), str) and obj["prompt"].strip():
+            prompts.append((number, obj["prompt"]))
+        elif isinstance(obj, dict) and "chosen" in obj and "rejected" in obj:
+            try:
+                prompts.append((number, parse_hh(obj["chosen"], obj["rejected"]).prompt))
+            except PreferenceError as err:
+                raise ValueError(f"{path}, line {number}: {err}") from None
+        else:
+            raise ValueError(f"{path}, line {number}: a .jsonl prompts file needs a non-empty "
+                             "\"prompt\" text per line (or HH-RLHF \"chosen\"/\"rejected\")")
+    if not prompts:
+        raise ValueError(f"no prompts in {path}: write one prompt per line (.txt) or "
+                         "{\"prompt\": ...} per line (.jsonl)")
+    if blank and note:
+        warnings.warn(f"note: {path}: skipped {blank} blank line(s); {len(prompts)} prompts",
+                      stacklevel=2)
+    return prompts
+
+
+def context_length(model) -> int | None:
+    """The most positions the model can attend to (None when its config does not say)."""
+    for key in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
+        value = getattr(model.config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_prompt_lengths(config, tokenizer, model) -> None:
+    """Refuse a prompts file whose prompts leave no room for max_new_tokens in the model's
+    context, naming the lines (a prompt cut silently would be a different question)."""
+    if config.prompts == "toy":
+        return
+    context = context_length(model)
+    if context is None:
+        return
+    prompts = read_prompts(config.prompts, note=False)
+    limit = context - config.max_new_tokens
+    lengths = [len(ids) for ids in tokenizer([text for _, text in prompts]).input_ids]
+    long = [(number, n) for (number, _), n in zip(prompts, lengths) if n > limit]
+    if long:
+        shown = ", ".join(f"line {number} ({n} tokens)" for number, n in long[:5])
+        more = f" and {len(long) - 5} more" if len(long) > 5 else ""
+        raise ValueError(
+            f"{config.prompts}: {len(long)} prompt(s) too long for the model: {shown}{more}. "
+            f"The model reads {context} positions and max_new_tokens is "
+            f"{config.max_new_tokens}, so a prompt may have at most {max(limit, 0)} tokens: "
+            "shorten or remove these lines, or lower --max-new-tokens")
+
+
+def check_new_tokens_fit(config, tokenizer, model) -> None:
+    """Toy prompts: max_new_tokens must fit in the policy's context window after the
+    longest prompt of the first batch (moss_lab.configs.check_new_tokens): a ValueError
+    naming the field before anything runs, not an IndexError mid-rollout. (A prompts file
+    is checked line by line by check_prompt_lengths.)"""
+    from ..configs import check_new_tokens
+
+    if config.prompts != "toy" or context_length(model) is None:
+        return
+    prompts = prompt_source(config)(0)
+    longest = max(len(ids) for ids in tokenizer(prompts).input_ids)
+    check_new_tokens(model, longest, config.max_new_tokens)
