@@ -319,7 +319,8 @@ def reward_job(run_dir: Path, config: dict, on_metrics, should_stop) -> dict:
         pairs = store.preferences(include_ties=config.get("include_ties", False))
     finally:
         store.close()
-    rm_config = RewardConfig(**config.get("reward", {}))
+    n_labels = len(pairs)
+    rm_config = RewardConfig(**config.get("reward", {}))  # a bad value: ValueError naming it
     n_sim = int(config.get("simulated", 0))
     if n_sim > 0:
         from .models import load_policy
@@ -335,5 +336,49 @@ def reward_job(run_dir: Path, config: dict, on_metrics, should_stop) -> dict:
                          "better) or add simulated pairs")
     _, _, final = train_reward_model(pairs, rm_config, run_dir=run_dir,
                                      on_metrics=on_metrics, should_stop=should_stop)
-    return final
+    # where the pairs came from, for the Reward model tab's summary
+    return {**final, "n_labels": n_labels, "n_simulated": len(pairs) - n_labels}
 
+
+
+# --- DPO, GRPO, RLOO and best-of-n: the same thin wrapper over moss_lab.methods ------------
+def _method_job(train, config_cls, run_dir: Path, config: dict, on_metrics, should_stop) -> dict:
+    """Run `train(config_cls(**config), ...)`; the trainer writes the folder (metrics by step)."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    result = train(config_cls(**{k: v for k, v in config.items() if k in known}),
+                   run_dir=run_dir, on_metrics=on_metrics, should_stop=should_stop)
+    if result.status == "nan":  # the NaN guard ended it: a failure, with its reason
+        raise RuntimeError(result.reason)
+    final = dict(result.history[-1]) if result.history else {}
+    return {**final, "steps": result.steps, "elapsed_s": result.elapsed_s}
+
+
+def dpo_job(run_dir: Path, config: dict, on_metrics, should_stop) -> dict:
+    """A DPO run: `config` holds DPOTrainConfig fields (data "labels" or a label store path:
+    the app's votes)."""
+    from .methods.train_dpo import DPOTrainConfig, train_dpo
+
+    return _method_job(train_dpo, DPOTrainConfig, run_dir, config, on_metrics, should_stop)
+
+
+def grpo_job(run_dir: Path, config: dict, on_metrics, should_stop) -> dict:
+    """A GRPO run: `config` holds GRPOTrainConfig fields."""
+    from .methods.train_grpo import GRPOTrainConfig, train_grpo
+
+    return _method_job(train_grpo, GRPOTrainConfig, run_dir, config, on_metrics, should_stop)
+
+
+def rloo_job(run_dir: Path, config: dict, on_metrics, should_stop) -> dict:
+    """An RLOO run: `config` holds RLOOTrainConfig fields."""
+    from .methods.train_rloo import RLOOTrainConfig, train_rloo
+
+    return _method_job(train_rloo, RLOOTrainConfig, run_dir, config, on_metrics, should_stop)
+
+
+def best_of_n_job(run_dir: Path, config: dict, on_metrics, should_stop) -> dict:
+    """A best-of-n "run" (no training, one metrics row per n): BestOfNConfig fields."""
+    from .methods.train_best_of_n import BestOfNConfig, train_best_of_n
+
+    return _method_job(train_best_of_n, BestOfNConfig, run_dir, config, on_metrics, should_stop)

@@ -130,7 +130,7 @@ def test_oversized_import_is_refused(app, tmp_path, monkeypatch):
 
 # --- PPO runs -------------------------------------------------------------------------------
 @pytest.mark.parametrize("name, lr, match", [("../evil", 3e-4, "invalid run name"),
-                                             ("ok-name", -1, "lr must be > 0"),
+                                             ("ok-name", -1, r"lr must be in \(0, 1\]"),
                                              ("ok-name", None, "lr needs a value")])
 def test_bad_launch_is_refused_and_nothing_created(app, name, lr, match):
     client, _, home = app
@@ -191,7 +191,7 @@ def test_stop_and_a_full_queue(app):
 def test_reward_model_trains_on_stored_labels_and_scores_by_hand(app):
     client, _, home = app
     # name, simulated pairs, noise, epochs, lr, batch size, include ties
-    with pytest.raises(Exception, match="learning rate"):
+    with pytest.raises(Exception, match=r"lr must be in \(0, 1\]"):
         client.predict("rm-bad", 0, 1.0, 1, -1, 16, False, api_name="/rm_launch")
     client.predict("rm-short", 48, 1.0, 1, 1e-3, 16, False, api_name="/rm_launch")
     status = wait_status(client, "rm-short", lambda s: s["state"] in ("finished", "failed"))
@@ -371,3 +371,211 @@ def test_launch_forms_have_a_seed(app):
     assert config.get("reward", config)["seed"] == 5
     client.predict("rm-seeded", api_name="/stop_run")
     wait_status(client, "rm-seeded", lambda s: s["state"] in ("stopped", "failed", "finished"))
+
+
+# --- the other methods in the Train tab: DPO, GRPO, RLOO, best-of-n ----------------------------
+TINY_EVAL = {"max_new_tokens": 8, "eval_prompts": 8, "eval_every": 1, "n_samples": 2}
+
+
+def method_args(choice, name, **fields):
+    """A method's form (name, main fields, then the others) filled from its config."""
+    from moss_lab.app.tab_methods import METHODS
+
+    m = METHODS[choice]
+    values = {f: getattr(m.config(), f) for f in m.main + m.more()} | fields
+    return [name, *[", ".join(map(str, v)) if isinstance(v, tuple) else v
+                    for v in values.values()]]
+
+
+def test_method_forms_are_built_from_their_configs():
+    from moss_lab.app.tab_methods import CHOICES, METHODS
+    from moss_lab.configs import field_help
+
+    assert CHOICES == ["PPO", "DPO", "GRPO", "RLOO", "best-of-n"]
+    for m in METHODS.values():
+        fields = m.main + m.more()
+        assert len(fields) == len(set(fields)) and "device" not in fields
+        assert all(field_help(m.config, f) for f in fields)  # every input has its help
+
+
+def test_grpo_run_streams_metrics_and_stops(app):
+    from moss_lab.app import tab_methods
+
+    client, _, home = app
+    args = method_args("GRPO", "grpo-live", reward="gold", steps=300, prompts_per_step=2,
+                       group_size=2, **TINY_EVAL)
+    client.predict(*args, api_name="/grpo_launch")
+    status = wait_status(client, "grpo-live", lambda s: len(s["metrics"]) >= 2)
+    assert status["kind"] == "grpo" and status["state"] == "running"
+    assert [r["step"] for r in status["metrics"][:2]] == [0, 1]
+    assert {"reward/score", "reward/gold", "objective/kl", "response/length"} <= set(
+        status["metrics"][-1])
+    # the tab's curves: x is the step
+    text, *plots, table, seen = tab_methods.tick("grpo-live", None)
+    assert "grpo-live" in text and "of 300" in text and seen[0] == "grpo-live"
+    assert list(plots[0]["x"][:2]) == [0, 1] and len(table) >= 1
+    client.predict("grpo-live", api_name="/stop_run")
+    status = wait_status(client, "grpo-live", lambda s: s["state"] == "stopped")
+    assert 2 <= len(status["metrics"]) < 301 and status["reason"].startswith("stopped")
+    assert (home / "runs" / "grpo-live" / "policy" / "config.json").is_file()
+    points = client.predict(["grpo-live"], ["reward/gold"], 0, api_name="/overlay_points")
+    assert [p["x"] for p in points][:2] == [0, 1]  # the Runs tab overlays it by step
+
+
+@pytest.mark.parametrize("choice, fields, match", [
+    ("GRPO", {"group_size": 1}, "group_size must be >= 2"),
+    ("RLOO", {"lr": -1}, "lr must be"),  # the config (or its bounds) names the field
+    ("GRPO", {"reward": "/no/such/model"}, "reward '/no/such/model' not found"),
+    ("best-of-n", {"ns": "1, 4, many"}, "ns must be whole numbers"),
+    ("best-of-n", {"pool": 2}, "pool must be >= the largest n"),
+    ("DPO", {"data": "/no/labels.jsonl"}, "not found"),
+])
+def test_a_bad_method_value_gives_the_config_message(app, choice, fields, match):
+    from moss_lab.app.tab_methods import METHODS
+
+    client, _, home = app
+    api = METHODS[choice].kind.replace("-", "_")
+    with pytest.raises(Exception, match=match) as err:
+        client.predict(*method_args(choice, "bad-method", **fields), api_name=f"/{api}_launch")
+    assert "Traceback" not in str(err.value) and str(err.value).count("Not launched") == 1
+    assert not (home / "runs" / "bad-method").exists()
+
+
+def test_dpo_trains_on_the_apps_own_labels(app, tmp_path):
+    from moss_lab import preferences
+    from moss_lab.app.context import get_lab
+    from moss_lab.app.tab_methods import data_choices
+    from moss_lab.preferences import Preference
+    from moss_lab.toyworld import format_prompt
+
+    client, _, home = app
+    store = str(get_lab().store.path)
+    assert ("your labels (Label tab)", store) in data_choices()
+    usable = len(get_lab().store.preferences())
+    with pytest.raises(Exception, match="too few preference pairs for DPO"):
+        client.predict(*method_args("DPO", "dpo-labels", data=store, min_pairs=usable + 1),
+                       api_name="/dpo_launch")
+    prompts = [format_prompt(f"tell me about {t} .") for t in ("bees", "tea", "cats", "rain")]
+    votes = tmp_path / "votes.jsonl"
+    preferences.write_jsonl([Preference(prompts[i % 4], f"happy to help . {i}", "go away .")
+                             for i in range(8)], votes)
+    client.predict(gradio_client.handle_file(str(votes)), "auto", "teacher",
+                   api_name="/import_labels")
+    client.predict(*method_args("DPO", "dpo-labels", data=store, min_pairs=8, batch_size=8,
+                                **TINY_EVAL), api_name="/dpo_launch")
+    status = wait_status(client, "dpo-labels", lambda s: s["state"] in ("finished", "failed"))
+    assert status["state"] == "finished", status["reason"]
+    assert status["kind"] == "dpo" and status["metrics"][0]["step"] == 0
+    config = json.loads((home / "runs" / "dpo-labels" / "config.json").read_text())
+    assert config["data"] == store and config["n_pairs"] == usable + 8
+
+
+def test_best_of_n_in_the_app(app):
+    client, _, _ = app
+    client.predict(*method_args("best-of-n", "bon-app", reward="gold", ns=(1, 2, 4), pool=4,
+                                eval_prompts=8, max_new_tokens=8), api_name="/best_of_n_launch")
+    status = wait_status(client, "bon-app", lambda s: s["state"] in ("finished", "failed"))
+    assert status["state"] == "finished", status["reason"]
+    assert [(r["step"], r["n"]) for r in status["metrics"]] == [(1, 1), (2, 2), (3, 4)]
+
+
+# --- bounds: every bad value over the API is a message naming the field, and stores nothing --
+def test_out_of_bounds_values_over_the_api_are_messages_and_store_nothing(app, tmp_path):
+    from moss_lab.app.tab_ppo import FORM, MORE
+
+    client, _, home = app
+    runs_before = sorted(p.name for p in (home / "runs").iterdir()) if (home / "runs").exists() else []
+    at = {f: 6 + i for i, f in enumerate([*FORM, *MORE])}  # launch's form values start at 6
+    for field, value, words in [("lr", "nan", r"lr must be a finite number in \(0, 1\], got nan"),
+                                ("lr", "inf", r"lr must be a finite number in \(0, 1\], got inf"),
+                                ("kl_coef", "nan", r"kl_coef must be a finite number in \[0, 100\]"),
+                                ("max_new_tokens", "inf", r"max_new_tokens must be a finite"),
+                                ("iterations", 10**9,
+                                 r"iterations must be in \[0, 100000\], got 1000000000")]:
+        args = ppo_args("bounded")
+        args[at[field]] = value
+        with pytest.raises(Exception, match=words):
+            client.predict(*args, api_name="/ppo_launch")
+    for epochs, lr, words in [(10**9, 1e-3, r"epochs must be in \[1, 1000\], got 1000000000"),
+                              (1, "inf", r"lr must be a finite number in \(0, 1\], got inf")]:
+        with pytest.raises(Exception, match=words):
+            client.predict("rm-bounded", 0, 1.0, epochs, lr, 16, False, api_name="/rm_launch")
+    with pytest.raises(Exception, match=r"simulated pairs must be a whole number in \[0, 20000\]"):
+        client.predict("rm-bounded", "nan", 1.0, 1, 1e-3, 16, False, api_name="/rm_launch")
+    runs_after = sorted(p.name for p in (home / "runs").iterdir()) if (home / "runs").exists() else []
+    assert runs_after == runs_before
+
+    # Compare: max tokens -5, 0, nan are messages (0 used to become 40 silently); past the
+    # toy policy's context window (128 positions) too, not an IndexError
+    for bad, words in [(-5, r"max new tokens must be a whole number in \[1, 4096\], got -5"),
+                       (0, r"max new tokens must be a whole number in \[1, 4096\], got 0"),
+                       ("nan", "max new tokens must be a whole number"),
+                       (10**9, r"in \[1, 4096\], got 1000000000"),
+                       (1000, "max new tokens must be at most .* context window is 128")]:
+        with pytest.raises(Exception, match=words):
+            client.predict("tell me about cats .", "toy", "toy", False, bad, api_name="/compare")
+
+    # Label: a 5 MB annotator name is refused, not cut and not stored
+    votes_before = stored_votes(home)
+    with pytest.raises(Exception, match="annotator name is too long"):
+        client.predict("x" * 5_000_000, api_name="/start")
+    with pytest.raises(Exception, match="annotator name is too long"):
+        client.predict("y" * 65, api_name="/vote_left")
+    # an import of deeply nested JSON: a clear message, nothing stored
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(Exception, match="nested too deeply"):
+        client.predict(gradio_client.handle_file(str(deep)), "auto", "ada", api_name="/import_labels")
+    nested = tmp_path / "nested.jsonl"
+    nested.write_text('{"prompt": ' + "[" * 50_000 + "]" * 50_000 + ', "chosen": "a", "rejected": "b"}\n')
+    with pytest.raises(Exception, match="nested too deeply"):
+        client.predict(gradio_client.handle_file(str(nested)), "auto", "ada", api_name="/import_labels")
+    assert stored_votes(home) == votes_before
+
+
+def test_form_numbers_have_bounds_and_steps_that_fit(app):
+    from moss_lab.app import forms
+    from moss_lab.ppo import PPOConfig
+    from moss_lab.reward import RewardConfig
+
+    lr = forms.field_input(PPOConfig, PPOConfig(), "lr", render=False)
+    assert (lr.minimum, lr.maximum, lr.step) == (0, 1, pytest.approx(1e-5))  # ArrowUp: 3.1e-4
+    iterations = forms.field_input(PPOConfig, PPOConfig(), "iterations", render=False)
+    assert (iterations.minimum, iterations.maximum, iterations.step) == (0, 100_000, 1)
+    epochs = forms.field_input(RewardConfig, RewardConfig(), "epochs", render=False)
+    assert (epochs.minimum, epochs.maximum) == (1, 1000)
+    assert forms.step_for(0.05, float) == pytest.approx(1e-3) and forms.step_for(1.0, float) == 0.1
+    assert lr.get_block_name() == "number"  # the browser draws the usual number input
+
+
+def test_reward_tab_says_how_many_pairs_and_warns_below_a_useful_number(app):
+    client, _, home = app
+    client.predict("cleo", api_name="/start")
+    for _ in range(3):
+        client.predict("cleo", api_name="/vote_left")
+    labels = sum(c in ("A", "B") for _, c, _ in stored_votes(home))
+    few = client.predict(0, False, 7, 64, api_name="/rm_plan")
+    n_eval = round(labels * 0.1)
+    assert f"Training on **{labels - n_eval}** pairs, holding out **{n_eval}**" in few
+    assert "Warning: only" in few and "simulated" in few
+    enough = client.predict(1000, False, 7, 64, api_name="/rm_plan")
+    n_eval = round((labels + 1000) * 0.1)
+    assert f"holding out **{n_eval}**" in enough and "Warning" not in enough
+    assert f"({labels} of your labels + 1000 simulated)" in enough
+    # a finished run: what it trained on and its final figures as text
+    report = client.predict("rm-short", api_name="/rm_report")
+    assert "training on **" in report and "Final held-out accuracy:" in report
+    assert "against the labels (" in report and "pairs with a gold verdict" in report
+
+
+def test_reward_accuracy_plots_have_a_fixed_axis_and_short_titles():
+    import gradio as gr
+
+    from moss_lab.app import tab_reward
+
+    with gr.Blocks() as demo:
+        tab_reward.build(demo)
+    plots = {b.elem_id: b for b in demo.blocks.values() if isinstance(b, gr.LinePlot)}
+    for metric in tab_reward.ACCURACY:
+        assert plots[f"rm-plot-{metric.split('/')[-1]}"].y_lim == [0, 1]
+    assert all(len(title) <= 24 for title in tab_reward.METRICS.values())

@@ -1,7 +1,8 @@
 """The app in a real browser: Debian's chromium driven by Playwright for Python.
 
 Labels five pairs with the keyboard, launches a short PPO run and watches the reward
-plot gain points, presses Stop, reloads (same tab, same settings), overlays three runs in
+plot gain points, presses Stop, reloads (same tab, same settings), picks GRPO as the Train
+tab's method and watches its run too, overlays three runs in
 the Runs tab (three drawn lines and a legend), and saves a screenshot of every tab to
 test-artifacts/.
 """
@@ -139,7 +140,7 @@ def legend_labels(pg, plot: str) -> list[str]:
 
 def test_ppo_run_plots_live_and_stops(page):
     pg, home = page
-    pg.get_by_role("tab", name="PPO").click()
+    pg.get_by_role("tab", name="Train").click()
     # before any run, the empty plots already show their titles
     pg.wait_for_function("() => [...document.querySelectorAll('#ppo-plot-score svg text')]"
                          ".some(t => t.textContent === 'Reward-model score')")
@@ -182,6 +183,36 @@ def test_ppo_run_plots_live_and_stops(page):
     pg.wait_for_function("() => document.querySelector('#ppo-status')?.textContent.includes('browser-ppo')")
     pg.wait_for_function("() => document.querySelector('#ppo-iterations input')?.value === '400'")
     assert pg.locator("#ppo-batch_size input").input_value() == "8"
+
+
+def test_train_tab_offers_the_method(page):
+    pg, _ = page
+    pg.get_by_role("tab", name="Train").click()
+    radio = pg.locator("#train-method")
+    for method in ("PPO", "DPO", "GRPO", "RLOO", "best-of-n"):
+        assert radio.get_by_text(method, exact=True).is_visible()
+    assert pg.locator("#ppo-launch").is_visible() and not pg.locator("#grpo-launch").is_visible()
+    radio.get_by_text("GRPO", exact=True).click()
+    pg.locator("#grpo-launch").wait_for(state="visible")
+    assert not pg.locator("#ppo-launch").is_visible() and not pg.locator("#dpo-launch").is_visible()
+    assert pg.locator("#train-about").inner_text().startswith("GRPO")
+    pg.locator("#grpo-name input, #grpo-name textarea").first.fill("browser-grpo")
+    for field, value in (("steps", "300"), ("group_size", "2"), ("prompts_per_step", "2")):
+        pg.locator(f"#grpo-{field} input").fill(value)
+    pg.click("#grpo-launch")
+    pg.wait_for_function("() => document.querySelector('#methods-status')?.textContent"
+                         ".includes('browser-grpo')")
+    end = time.monotonic() + 120
+    while time.monotonic() < end and plot_points(pg, "#methods-plot-score") < 2:
+        time.sleep(0.2)
+    assert plot_points(pg, "#methods-plot-score") >= 2, status_text(pg, "methods")
+    pg.wait_for_timeout(1000)  # let vega settle before the picture
+    pg.screenshot(path=str(ARTIFACTS / "tab-train-grpo.png"), full_page=True)
+    pg.click("#grpo-stop")
+    pg.wait_for_function("() => document.querySelector('#methods-status')?.textContent"
+                         ".includes(': stopped')", timeout=120_000)
+    radio.get_by_text("PPO", exact=True).click()  # back to PPO's form, as it was
+    pg.locator("#ppo-launch").wait_for(state="visible")
 
 
 def _gpu() -> bool:

@@ -196,3 +196,29 @@ def test_notes_tags_csv_and_delete(manager, tmp_path):
     assert not (manager.root / "busy").exists()
     with pytest.raises(RunError, match="no run"):
         manager.get("busy")
+
+
+@pytest.mark.parametrize("kind", ["dpo", "grpo", "rloo", "best-of-n"])
+def test_a_job_per_method(tmp_path, kind):
+    """The app's jobs for the methods beside PPO: tiny runs through the run manager."""
+    pytest.importorskip("trl")
+    from moss_lab import runs
+
+    tiny = {"max_new_tokens": 8, "eval_prompts": 8}
+    configs = {"dpo": {**tiny, "eval_every": 1, "pairs": 24, "batch_size": 12, "min_pairs": 16},
+               "grpo": {**tiny, "eval_every": 1, "steps": 2, "prompts_per_step": 2,
+                        "group_size": 2, "reward": "gold"},
+               "rloo": {**tiny, "eval_every": 1, "steps": 2, "prompts_per_step": 2,
+                        "group_size": 2, "reward": "gold"},
+               "best-of-n": {**tiny, "ns": (1, 2), "pool": 2, "reward": "gold"}}
+    job = getattr(runs, kind.replace("-", "_") + "_job")
+    manager = RunManager(tmp_path / "runs")
+    manager.submit("m", kind, configs[kind], job)
+    wait_for(lambda: not manager.get("m").active, timeout=180)
+    info = manager.get("m")
+    assert info.state == "finished", info.reason
+    rows = manager.metrics("m")
+    assert [r["step"] for r in rows] == ([1, 2] if kind == "best-of-n" else [0, 1, 2])
+    assert {"reward/score", "reward/gold", "objective/kl", "response/length"} <= set(rows[-1])
+    assert info.kind == kind and info.final["steps"] == 2
+    assert (info.path / "policy").is_dir() == (kind != "best-of-n")

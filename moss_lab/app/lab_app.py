@@ -1,19 +1,21 @@
-"""The moss-lab Gradio app: compare, label, train a reward model, launch PPO runs.
+"""The moss-lab Gradio app: compare, label, train a reward model, launch PPO, DPO, GRPO,
+RLOO and best-of-n runs.
 
     moss-lab app                      # http://127.0.0.1:7860
     moss-lab app --port 8000 --auth teacher:secret
 
 One gr.Blocks with five tabs (moss_lab/app/tab_*.py), each a thin layer over the library:
 labels in moss_lab.labels (SQLite), runs in moss_lab.runs (background threads, one folder
-per run), training in moss_lab.reward and moss_lab.ppo. Objects shared by every user live
-in moss_lab.app.context; per-user things are gr.State (this tab) or gr.BrowserState (this
-browser).
+per run), training in moss_lab.reward, moss_lab.ppo and moss_lab.methods. The Train tab
+offers the method (a radio): PPO's form (tab_ppo) or another method's (tab_methods). Objects
+shared by every user live in moss_lab.app.context; per-user things are gr.State (this tab)
+or gr.BrowserState (this browser).
 """
 from __future__ import annotations
 
 import gradio as gr
 
-from . import tab_compare, tab_label, tab_ppo, tab_reward, tab_runs
+from . import tab_compare, tab_label, tab_methods, tab_ppo, tab_reward, tab_runs
 from .context import get_lab
 
 # Keyboard shortcuts for the Label tab: 1/2/3/4/s/u click the vote buttons, unless you
@@ -54,7 +56,8 @@ def build_app() -> gr.Blocks:
         # the open tab, kept by the browser: a reload comes back to it
         open_tab = gr.BrowserState("label", storage_key="moss-lab-tab")
         gr.Markdown("# moss-lab · RLHF, hands-on\nLabel pairs, train a reward model on your "
-                    "labels, fine-tune the policy with PPO against it, and compare.")
+                    "labels, fine-tune the policy against it (PPO, DPO, GRPO, RLOO, best-of-n), "
+                    "and compare.")
         with gr.Tabs(selected="label") as tabs:
             with gr.Tab("Compare", id="compare") as compare_tab:
                 compare = tab_compare.build()
@@ -62,8 +65,13 @@ def build_app() -> gr.Blocks:
                 label = tab_label.build()
             with gr.Tab("Reward model", id="reward") as reward_tab:
                 reward = tab_reward.build(demo)
-            with gr.Tab("PPO", id="ppo") as ppo_tab:
-                ppo = tab_ppo.build(demo)
+            with gr.Tab("Train", id="ppo") as ppo_tab:
+                method = gr.Radio(tab_methods.CHOICES, value="PPO", label="Method",
+                                  elem_id="train-method")
+                note = gr.Markdown(tab_methods.about("PPO"), elem_id="train-about")
+                with gr.Column() as ppo_box:
+                    ppo = tab_ppo.build(demo)
+                methods = tab_methods.build(method, note, ppo_box)
             with gr.Tab("Runs", id="runs") as runs_tab:
                 runs = tab_runs.build()
         tab_label.wire_load(demo, label)
@@ -83,8 +91,8 @@ def build_app() -> gr.Blocks:
         compare_tab.select(lambda: (gr.update(choices=tab_ppo.policy_choices()),) * 2, None,
                            [compare["policy_a"], compare["policy_b"]], api_visibility="private")
         reward_tab.select(reward["refresh"], None, reward["models"], api_visibility="private")
-        ppo_tab.select(ppo["refresh"], None, [ppo["policy"], ppo["reward"]],
-                       api_visibility="private")
+        ppo_tab.select(lambda: (*ppo["refresh"](), *methods["refresh"]()), None,
+                       [ppo["policy"], ppo["reward"], *methods["lists"]], api_visibility="private")
     return demo
 
 

@@ -16,8 +16,15 @@ from moss_lab.toyworld import (
     topic_of,
 )
 
+from moss_lab.configs import check_new_tokens, field_bounds
+from moss_lab.ppo import PPOConfig
+
+from . import forms
 from .context import get_lab
 from .tab_ppo import policy_choices
+
+# Max new tokens: PPOConfig's range for max_new_tokens, then each policy's context window
+MAX_TOKENS = field_bounds(PPOConfig, "max_new_tokens")
 
 EXAMPLES = [question_of(p) for p in sample_prompts(12, seed=7)]
 
@@ -34,6 +41,10 @@ def compare(question: str, policy_a: str, policy_b: str, blind: bool, max_tokens
         raise gr.Error("Type or pick a prompt first.")
     if not policy_a or not policy_b:
         raise gr.Error("Pick two policies (they may be the same).")
+    max_tokens, problem = forms.read_number(max_tokens, "max new tokens", int(MAX_TOKENS.lo),
+                                            int(MAX_TOKENS.hi))
+    if problem:
+        raise gr.Error(problem)
     prompt = format_prompt(question)
     out = []
     for name in (policy_a, policy_b):
@@ -41,7 +52,14 @@ def compare(question: str, policy_a: str, policy_b: str, blind: bool, max_tokens
             model, tokenizer = get_lab().policy(name)
         except Exception as err:  # a missing or broken checkpoint: say which
             raise gr.Error(f"Could not load policy {name!r}: {err}")
-        s = generate(model, tokenizer, [prompt], max_new_tokens=int(max_tokens or 40))
+        try:
+            check_new_tokens(model, len(tokenizer(prompt).input_ids), max_tokens,
+                             "max new tokens")
+            s = generate(model, tokenizer, [prompt], max_new_tokens=max_tokens)
+        except ValueError as err:
+            raise gr.Error(f"{_label(name)}: {err}")
+        except Exception as err:  # never a bare "Error"
+            raise gr.Error(f"{_label(name)} could not generate: {type(err).__name__}: {err}")
         out.append((name, s.responses[0], s.ended[0]))
     if blind:
         random.shuffle(out)
@@ -70,7 +88,9 @@ def build() -> dict:
     with gr.Row():
         question = gr.Dropdown(EXAMPLES, value=EXAMPLES[0], allow_custom_value=True,
                                label="Prompt (pick one or type your own)", scale=3)
-        max_tokens = gr.Number(40, label="Max new tokens", precision=0, scale=1)
+        max_tokens = forms.BoundedNumber(40, label="Max new tokens", precision=0, scale=1,
+                                         minimum=MAX_TOKENS.lo, maximum=MAX_TOKENS.hi, step=1,
+                                         elem_id="compare-max-tokens")
     with gr.Row():
         policy_a = gr.Dropdown(policy_choices(), value="toy", label="Policy 1",
                                allow_custom_value=True)

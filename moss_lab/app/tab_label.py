@@ -34,6 +34,17 @@ the order is random. Keys: `1` A (left) · `2` B (right) · `3` tie · `4` both 
 """
 
 NO_NAME = "Enter your annotator name first (top of the Label tab): nothing was stored."
+MAX_NAME = 64  # the store's limit (moss_lab.labels), and the name box's max_length
+
+
+def checked_name(annotator) -> str:
+    """The name, stripped; a gr.Error for a name the store would refuse (over the API the
+    box's max_length does not apply)."""
+    annotator = (annotator if isinstance(annotator, str) else "").strip()
+    if len(annotator) > MAX_NAME:
+        raise gr.Error(f"The annotator name is too long: {len(annotator)} characters, "
+                       f"{MAX_NAME} at most. Nothing was stored.")
+    return annotator
 
 
 def next_pair(annotator: str) -> tuple[Pair, str]:
@@ -96,14 +107,14 @@ def on_load(annotator):
 
 def start(annotator: str, current: dict | None):
     """Enter in the name box (and the API's first call): progress, and a pair if none."""
-    annotator = (annotator or "").strip()
+    annotator = checked_name(annotator)
     screen = show(Pair(**current["pair"]), current["shown_left"]) if current else \
         show(*next_pair(annotator))
     return (*screen, progress_text(annotator), stats_text(annotator))
 
 
 def vote(display: str, annotator: str, current: dict | None):
-    annotator = (annotator or "").strip()
+    annotator = checked_name(annotator)
     if not annotator:
         raise gr.Error(NO_NAME)
     if not current:
@@ -118,7 +129,7 @@ def vote(display: str, annotator: str, current: dict | None):
 
 
 def undo(annotator: str, current: dict | None):
-    annotator = (annotator or "").strip()
+    annotator = checked_name(annotator)
     if not annotator:
         raise gr.Error(NO_NAME)
     row = get_lab().store.undo_last(annotator)
@@ -164,12 +175,15 @@ def export(include_ties: bool, what: str):
 def import_file(path, fmt_choice: str, annotator: str):
     if not path:
         raise gr.Error("Choose a .jsonl file to import first.")
+    annotator = checked_name(annotator)
     try:
-        n = get_lab().store.import_file(path, annotator=(annotator or "").strip() or None,
+        n = get_lab().store.import_file(path, annotator=annotator or None,
                                         fmt={"auto": "auto", "prompt/chosen/rejected": "jsonl",
                                              "Anthropic HH": "hh"}[fmt_choice])
     except (LabelError, OSError) as err:
         raise gr.Error(str(err))
+    except Exception as err:  # never a bare "Error"; the import stores all or nothing
+        raise gr.Error(f"{Path(path).name} was not imported: {type(err).__name__}: {err}")
     return f"Imported {n} labelled pairs from {Path(path).name}.", progress_text(annotator or "")
 
 
@@ -179,7 +193,7 @@ def build() -> dict:
     current = gr.State(None)
     with gr.Row(equal_height=True):
         annotator = gr.Textbox(label="Your annotator name", placeholder="e.g. ada",
-                               elem_id="annotator", scale=1, max_length=64)
+                               elem_id="annotator", scale=1, max_length=MAX_NAME)
         progress = gr.Markdown(elem_id="label-progress")
     with gr.Accordion("Guidelines", open=False):
         gr.Markdown(GUIDELINES)

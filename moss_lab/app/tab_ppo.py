@@ -191,7 +191,7 @@ def build(demo: gr.Blocks) -> dict:
                 more = [forms.field_input(PPOConfig, default, f, elem_id=f"ppo-{f}")
                         for f in MORE]
                 gr.Markdown(switches_help())
-            b_launch, b_stop = watch.controls("ppo", "Launch")
+            b_launch, b_stop = watch.controls("ppo", "Launch PPO")
         with gr.Column(scale=3):
             status, plots = watch.curves("ppo", PLOT_METRICS, "iteration", per_row=3)
             samples = gr.Dataframe(samples_table(None), label="Recent samples (newest first)",

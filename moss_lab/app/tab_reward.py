@@ -8,7 +8,7 @@ import threading
 import gradio as gr
 
 from moss_lab.paths import models_dir
-from moss_lab.reward import RewardConfig
+from moss_lab.reward import RewardConfig, split_sizes, warmup_for
 from moss_lab.run_folder import new_run_name
 from moss_lab.runs import QueueFullError, RunError, reward_job, validate_name
 from moss_lab.toyworld import SimulatedAnnotator, format_prompt, gold_score, topic_of
@@ -16,9 +16,12 @@ from moss_lab.toyworld import SimulatedAnnotator, format_prompt, gold_score, top
 from . import forms, watch
 from .context import fmt, get_lab, gpu_available
 
+# short titles, two plots a row: longer ones were cut off at four a row
 METRICS = {"loss": "Training loss", "train/accuracy": "Training accuracy",
-           "eval/acc_labels": "Held-out accuracy (labels)",
-           "eval/acc_gold": "Held-out accuracy (gold)"}
+           "eval/acc_labels": "Held-out acc. vs labels",
+           "eval/acc_gold": "Held-out acc. vs gold"}
+ACCURACY = ("train/accuracy", "eval/acc_labels", "eval/acc_gold")  # drawn on a fixed 0-1 axis
+USEFUL_PAIRS = 200  # below this, warn: little to learn, and a handful of held-out pairs
 
 # the RewardConfig fields on the form (label shown); the others keep their defaults
 FORM = {"epochs": "Epochs", "lr": "Learning rate", "batch_size": "Batch size (pairs)",
@@ -54,22 +57,27 @@ def launch(name, simulated, noise, epochs, lr, batch_size, include_ties, seed=No
     values = {"epochs": epochs, "lr": lr, "batch_size": batch_size}
     if seed is not None:  # API clients of the first version sent no seed
         values["seed"] = seed
-    fields, unreadable = forms.parse(RewardConfig, values)
+    fields, unreadable = forms.parse(RewardConfig, values)  # RewardConfig's bounds
     problems += unreadable
-    # RewardConfig does not check its values (PPOConfig does): the form does
     if not unreadable:
-        if not 0 < fields["lr"] <= 1:
-            problems.append(f"learning rate must be in (0, 1], got {lr}")
-        if fields["epochs"] < 1 or fields["batch_size"] < 2:
-            problems.append("epochs must be >= 1 and batch_size >= 2")
-    if not (forms.is_whole(simulated) and 0 <= simulated <= MAX_SIMULATED):
-        problems.append(f"simulated pairs must be a whole number in [0, {MAX_SIMULATED}], "
-                        f"got {simulated}")
+        try:
+            RewardConfig(**fields)
+        except ValueError as err:
+            problems.append(str(err))
+    simulated, problem = forms.read_number(simulated, "simulated pairs", 0, MAX_SIMULATED)
+    if problem:
+        problems.append(problem)
+    noise, problem = forms.read_number(noise, "annotator noise", 0, 3, whole=False)
+    if problem:
+        problems.append(problem)
     if problems:
         raise gr.Error("Not launched: " + "; ".join(problems))
+    n_labels = count_labels(include_ties)
+    if n_labels + simulated < USEFUL_PAIRS:
+        gr.Warning(f"Only {n_labels + simulated} pairs: too few to learn much, and the "
+                   "held-out accuracy will jump. Add simulated pairs.", duration=8)
     config = {"reward": fields, "labels_db": str(get_lab().store.path),
-              "include_ties": bool(include_ties), "simulated": int(simulated),
-              "noise": float(noise)}
+              "include_ties": bool(include_ties), "simulated": simulated, "noise": noise}
     try:
         get_lab().runs.submit(name, "reward", config, reward_job,
                               device="cuda" if gpu_available() else "cpu")
@@ -77,6 +85,75 @@ def launch(name, simulated, noise, epochs, lr, batch_size, include_ties, seed=No
         raise gr.Error(f"Not launched: {err}")
     gr.Info(f"Reward-model run {name} queued.", duration=4)
     return (name, watch.status_line(name, x="step", total_key="-"), None, default_name())
+
+
+def count_labels(include_ties) -> int:
+    """The stored votes a run would train on (A/B votes, and ties when included)."""
+    return len(get_lab().store.preferences(include_ties=bool(include_ties)))
+
+
+def plan_text(simulated: float, include_ties: bool, epochs: float | None = None,
+              batch_size: float | None = None) -> str:
+    """What a run with this form would train on: pairs trained on and held out, steps and
+    warm-up, and a warning below USEFUL_PAIRS (shown under the form, before a run)."""
+    n_labels = count_labels(include_ties)
+    n_sim, problem = forms.read_number(simulated, "simulated pairs", 0, MAX_SIMULATED)
+    if problem:
+        return f"<span id='rm-plan'>{problem}</span>"
+    n = n_labels + n_sim
+    defaults = RewardConfig()
+    n_train, n_eval = split_sizes(n, defaults.eval_fraction)
+    text = (f"Training on **{n_train}** pairs, holding out **{n_eval}** "
+            f"({n_labels} of your labels + {n_sim} simulated).")
+    fields, bad = forms.parse(RewardConfig, {"epochs": epochs, "batch_size": batch_size}) \
+        if epochs is not None and batch_size is not None else ({}, ["-"])
+    if not bad and n_train:
+        config = RewardConfig(**fields)
+        total = -(-n_train // config.batch_size) * config.epochs
+        text += f" {total} steps, warm-up {warmup_for(total, config)}."
+    if n < 2:
+        text += "\n\n**Nothing to train on yet:** label some pairs (A or B better) or add simulated pairs."
+    elif n < USEFUL_PAIRS:
+        text += (f"\n\n**Warning: only {n} pairs.** A reward model learns little from so few, "
+                 f"and accuracy on {n_eval} held-out pair{'s' if n_eval != 1 else ''} jumps "
+                 f"between 0 and 1 (one pair moves it by {1 / max(n_eval, 1):.0%}). Mix in "
+                 f"simulated labels: at least {USEFUL_PAIRS - n_labels} simulated pairs give "
+                 f"{USEFUL_PAIRS} in all, 500 or more train a useful model.")
+    return f"<span id='rm-plan'>{text}</span>"
+
+
+def report_text(name: str | None) -> str:
+    """What the watched run trains on, and its final figures as text (held-out accuracy
+    against the labels and against gold, and on how many pairs)."""
+    if not name:
+        return ""
+    try:
+        info = get_lab().runs.get(name)
+    except RunError:
+        return ""
+    config, final = info.config, (info.final if info.state == "finished" else {})
+    n_train = final.get("n_train", config.get("n_train"))
+    n_eval = final.get("n_eval", config.get("n_eval"))
+    if n_train is None:
+        if info.state in ("queued", "running"):
+            return "Preparing the pairs (stored labels, then the simulated ones)..."
+        return ""
+    lines = [f"Run **{name}**: training on **{n_train}** pairs, holding out **{n_eval}**"
+             + (f" ({final['n_labels']} labels + {final['n_simulated']} simulated)"
+                if "n_labels" in final else "") + "."]
+    if final:
+        acc_l, acc_g, n_gold = final.get("acc_labels"), final.get("acc_gold"), final.get("n_gold")
+        labelled = final.get("n", n_eval)
+        lines.append("**Final held-out accuracy:** "
+                     + (f"{acc_l:.3f} against the labels ({labelled} pairs)"
+                        if acc_l is not None else "no labelled held-out pairs")
+                     + " · " + (f"{acc_g:.3f} against gold ({n_gold} pairs with a gold verdict)"
+                                if acc_g is not None else "no gold verdict (not toy-world pairs)")
+                     + f" · {final.get('steps', '?')} steps in {fmt(final.get('seconds'), 1)} s.")
+        if n_eval and n_eval < 50:
+            lines.append(f"With {n_eval} held-out pairs one pair moves the accuracy by "
+                         f"{1 / n_eval:.0%}: a rough figure.")
+    return "\n\n".join(lines)
 
 
 def form_of(name: str | None):
@@ -98,10 +175,12 @@ def rm_models() -> list[str]:
 
 
 def tick(watched, seen):
-    """The live curves, and the list of reward models when a run has just ended."""
+    """The live curves, the run's pairs and final figures, and the list of reward models
+    when a run has just ended."""
     status, *plots, now = watch.tick(watched, seen, list(METRICS), "step", "-")
     models = gr.update(choices=rm_choices()) if watch.finished_now(seen, now) else gr.skip()
-    return (status, *plots, now, models)
+    report = report_text(watched) if now != seen or not watched else gr.skip()
+    return (status, *plots, now, models, report)
 
 
 def default_name() -> str:
@@ -117,11 +196,14 @@ def score_by_hand(folder: str, prompt: str, response: str) -> str:
     if not (prompt or "").strip() or not (response or "").strip():
         raise gr.Error("Type a prompt and a response.")
     prompt = format_prompt(prompt)
-    with _RM_LOCK:
-        if folder not in _RMS:
-            _RMS[folder] = load_reward_model(folder, device="cpu")
-        model, tokenizer = _RMS[folder]
-        r = score(model, tokenizer, [prompt], [response.strip()])[0].item()
+    try:
+        with _RM_LOCK:
+            if folder not in _RMS:
+                _RMS[folder] = load_reward_model(folder, device="cpu")
+            model, tokenizer = _RMS[folder]
+            r = score(model, tokenizer, [prompt], [response.strip()])[0].item()
+    except Exception as err:  # a missing or broken model folder: a message, not "Error"
+        raise gr.Error(f"Could not score with {folder!r}: {type(err).__name__}: {err}")
     text = f"Reward-model score: **{r:.3f}**"
     if topic_of(prompt):
         g = gold_score(prompt, response.strip())
@@ -136,17 +218,23 @@ def build(demo: gr.Blocks) -> dict:
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             name = gr.Textbox(label="Run name", value=default_name)
-            simulated = gr.Number(500, label="Simulated pairs to add", precision=0)
+            simulated = forms.BoundedNumber(500, label="Simulated pairs to add", precision=0,
+                                            minimum=0, maximum=MAX_SIMULATED, step=100,
+                                            elem_id="rm-simulated")
             noise = gr.Slider(0, 3, value=SimulatedAnnotator().noise, step=0.1,
                               label="Simulated annotator noise")
             epochs, lr, batch, seed = [forms.field_input(RewardConfig, RewardConfig(), f, label,
                                                          elem_id=f"rm-{f}")
                                        for f, label in FORM.items()]
             ties = gr.Checkbox(False, label="Include ties (label smoothing 0.5)")
+            plan = gr.Markdown(elem_id="rm-plan-box")
             b_train, b_stop = watch.controls("rm", "Train reward model")
         with gr.Column(scale=3):
-            status, plots = watch.curves("rm", METRICS, "step", per_row=len(METRICS),
-                                         min_width=200)
+            status, plots = watch.curves("rm", METRICS, "step", per_row=2, min_width=240)
+            for metric, plot in zip(METRICS, plots):
+                if metric in ACCURACY:  # a fixed axis: 0.5 is chance, whatever the points
+                    plot.y_lim = [0, 1]
+            report = gr.Markdown(elem_id="rm-report")
     gr.Markdown("### Score by hand")
     with gr.Row():
         rm = gr.Dropdown(rm_choices(), label="Reward model", allow_custom_value=True, scale=2,
@@ -165,11 +253,18 @@ def build(demo: gr.Blocks) -> dict:
     b_refresh.click(lambda: gr.update(choices=rm_choices()), None, rm, api_visibility="private")
     b_score.click(score_by_hand, [rm, prompt, response], scored, api_name="rm_score")
     timer = gr.Timer(1.0)
-    timer.tick(tick, [watched, seen], [status, *plots, seen, rm], show_progress="hidden",
-               concurrency_limit=None, api_visibility="private")
+    timer.tick(tick, [watched, seen], [status, *plots, seen, rm, report],
+               show_progress="hidden", concurrency_limit=None, api_visibility="private")
+    plan_inputs = [simulated, ties, epochs, batch]
+    for box in plan_inputs:
+        box.change(plan_text, plan_inputs, plan, show_progress="hidden",
+                   api_visibility="private")
+    gr.api(plan_text, api_name="rm_plan")
+    gr.api(report_text, api_name="rm_report")
     demo.load(lambda: (watch.latest_run("reward"), labels_summary()), None, [watched, summary],
               api_visibility="private").then(form_of, watched, [simulated, noise, epochs, lr,
                                                                 batch, seed, ties],
-                                             api_visibility="private")
+                                             api_visibility="private").then(
+        plan_text, plan_inputs, plan, api_visibility="private")
     gr.api(rm_models, api_name="rm_models")
     return {"models": rm, "refresh": lambda: gr.update(choices=rm_choices())}

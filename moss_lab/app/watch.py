@@ -1,7 +1,7 @@
 """Following one run live: a status line and curves, refreshed by a gr.Timer.
 
-Both training tabs (Reward model, PPO) use this. The run folder is the truth
-(moss_lab.runs); a tick re-reads it and sends nothing when nothing changed.
+The training tabs (Reward model; Train: PPO and the other methods) use this. The run folder
+is the truth (moss_lab.runs); a tick re-reads it and sends nothing when nothing changed.
 """
 from __future__ import annotations
 
