@@ -420,6 +420,11 @@ def test_grpo_run_streams_metrics_and_stops(app):
     assert (home / "runs" / "grpo-live" / "policy" / "config.json").is_file()
     points = client.predict(["grpo-live"], ["reward/gold"], 0, api_name="/overlay_points")
     assert [p["x"] for p in points][:2] == [0, 1]  # the Runs tab overlays it by step
+    # its policy can be compared and trained further, like a PPO run's
+    from moss_lab.app import tab_ppo
+
+    assert ("GRPO run grpo-live", str(home / "runs" / "grpo-live" / "policy")) in \
+        tab_ppo.policy_choices()
 
 
 @pytest.mark.parametrize("choice, fields, match", [

@@ -92,15 +92,19 @@ def metric_frame(rows: list[dict], metric: str, x: str = "iteration",
     return frame
 
 
+TRAINED_KINDS = ("ppo", "dpo", "grpo", "rloo")  # the kinds whose runs save a policy/
+
+
 def has_policy(info) -> bool:
-    """A PPO run that saved a policy after at least one iteration (a run stopped before
-    its first iteration saves the untouched base model: nothing to compare)."""
-    if info.kind != "ppo" or not (info.path / "policy" / "config.json").is_file():
+    """A training run that saved a policy after at least one iteration or step (a run
+    stopped before that saves nothing worth comparing)."""
+    if info.kind not in TRAINED_KINDS or not (info.path / "policy" / "config.json").is_file():
         return False
-    iterations = info.final.get("iterations")
-    if iterations is None:
-        iterations = len(get_lab().runs.metrics(info.name))
-    return iterations > 0
+    done = info.final.get("iterations", info.final.get("steps"))
+    if done is None:
+        rows = get_lab().runs.metrics(info.name)
+        done = max((r.get("iteration", r.get("step", 0)) for r in rows), default=0)
+    return done > 0
 
 
 def x_key(rows: list[dict]) -> str:

@@ -64,7 +64,7 @@ def policy_choices() -> list[tuple[str, str]]:
     out = [("toy base model", "toy")]
     for r in get_lab().runs.list():
         if has_policy(r):
-            out.append((f"PPO run {r.name}", str(r.path / "policy")))
+            out.append((f"{r.kind.upper()} run {r.name}", str(r.path / "policy")))
     return out
 
 
