@@ -5,8 +5,8 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
-# The toy base model is built once (about 1.5 min) into this folder and reused by every
-# test; tests that write labels or runs use their own tmp_path homes.
+# The toy base model is built once (1.5-3 min) into this folder, before the first test,
+# and reused by every test; tests that write labels or runs use their own tmp_path homes.
 os.environ.setdefault("MOSS_LAB_HOME", str(Path(__file__).resolve().parents[1] / ".moss-lab-test-home"))
 
 import pytest  # noqa: E402
@@ -21,3 +21,12 @@ def toy_policy():
     from moss_lab.models import load_policy
 
     return load_policy("toy")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def toy_base_model_built():
+    """Build the toy base model (1.5-3 min on a fresh data home) before any test runs, so
+    no test, and no app request with its own timeout, pays for the build."""
+    from moss_lab.models import build_toy_model
+
+    build_toy_model("xs")
