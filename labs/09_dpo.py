@@ -18,27 +18,21 @@
 import copy
 import tempfile
 import time
-import warnings
 from pathlib import Path
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
-warnings.filterwarnings("ignore", category=FutureWarning)  # transformers 5 deprecation notes
 
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
-import transformers
 
 from moss_lab import checks_methods, toyworld
 from moss_lab.methods.train_dpo import DPOTrainConfig, train_dpo
 from moss_lab.models import load_policy
+from moss_lab.notebook import quiet_notebook
 from moss_lab.ppo import PPOConfig, train_ppo
 from moss_lab.preferences import gold_agreement, toy_pairs
 
-transformers.utils.logging.disable_progress_bar()
-transformers.utils.logging.set_verbosity_error()
+quiet_notebook()  # no progress bars or deprecation notes between the lessons
 torch.set_num_threads(1)  # a 123k-parameter model: one thread is fastest on a busy laptop
-plt.rcParams["figure.constrained_layout.use"] = True
 RUNS = Path(tempfile.mkdtemp(prefix="moss-lab-09-"))  # run folders go here, not in the repo
 
 # %% [markdown]

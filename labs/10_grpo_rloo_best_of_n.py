@@ -29,15 +29,10 @@
 import math
 import tempfile
 import time
-import warnings
 from pathlib import Path
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
-warnings.filterwarnings("ignore", category=FutureWarning)  # transformers 5 deprecation notes
 
 import matplotlib.pyplot as plt
 import torch
-import transformers
 
 from moss_lab import checks_methods
 from moss_lab.methods.train_best_of_n import BestOfNConfig, train_best_of_n
@@ -46,12 +41,11 @@ from moss_lab.methods.train_grpo import GRPOTrainConfig, train_grpo
 from moss_lab.methods.train_rloo import RLOOTrainConfig, train_rloo
 from moss_lab.methods.training import Evaluator, MethodConfig, make_reward_fn
 from moss_lab.models import load_policy
+from moss_lab.notebook import quiet_notebook
 from moss_lab.ppo import PPOConfig, train_ppo
 
-transformers.utils.logging.disable_progress_bar()
-transformers.utils.logging.set_verbosity_error()
+quiet_notebook()  # no progress bars or deprecation notes between the lessons
 torch.set_num_threads(1)  # a 123k-parameter model: one thread is fastest on a busy laptop
-plt.rcParams["figure.constrained_layout.use"] = True
 RUNS = Path(tempfile.mkdtemp(prefix="moss-lab-10-"))  # run folders go here, not in the repo
 
 # %% [markdown]
