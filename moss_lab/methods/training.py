@@ -30,6 +30,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from .. import toyworld
 from ..ppo.rollout import policy_forward, sample, sequence_inputs
+from ..ppo.trainer import NonFinite  # one NaN guard for PPO and every method
 from ..run_folder import RunFolder
 from ..sampling import decode_responses
 
@@ -38,10 +39,6 @@ EVAL_PROMPT_SEED = 20_240_601  # the same evaluation prompts for every method an
 
 class MethodError(ValueError):
     """A run that cannot start (bad data or settings); nothing was written."""
-
-
-class NonFinite(Exception):
-    """A NaN or infinite reward or loss; the message is the reason the run stops."""
 
 
 @dataclass
