@@ -13,6 +13,17 @@ the two side by side in a random left/right order (recorded in `shown_left`) and
 on, so swapping the display order never changes the meaning of a row.
 
 Every vote is written at once (SQLite in WAL mode, so the app can read while it writes).
+One vote per annotator per pair, enforced by the store (a changed mind is `change_vote`,
+an undo and a vote in one transaction). Annotator names are normalised (`normalise_name`:
+NFKC, invisible characters removed, spaces collapsed), so full-width "ａｄａ" and "ada"
+followed by a zero-width space are both "ada"; names longer than 64 characters are
+refused, never cut.
+
+A pair's `source_a`/`source_b` name the policy (or run) that wrote each response, and
+every vote copies them: the Label tab's pairs are one policy sampled twice, the Compare
+tab's blind picks (vote source "compare") are two policies, the input of a people's
+leaderboard.
+
 Export to prompt/chosen/rejected keeps only A/B votes; ties are left out unless
 `include_ties=True`, which exports them with `tie=True` (chosen = A, rejected = B, an
 arbitrary order a tie-aware loss must ignore); both_bad and skip are never exported.
@@ -30,10 +41,13 @@ import random
 import sqlite3
 import threading
 import time
+import unicodedata
 import uuid
 from collections import Counter, deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .paths import labels_db
 from .toyworld import sample_prompts
@@ -41,6 +55,7 @@ from .toyworld import sample_prompts
 CHOICES = ("A", "B", "tie", "both_bad", "skip")
 JUDGED = ("A", "B", "tie", "both_bad")  # the categories kappa is computed over
 MAX_IMPORT_BYTES = 20 * 1024 * 1024  # a bigger upload is refused before it is read
+MAX_NAME = 64  # characters in an annotator name, after normalisation
 
 
 class LabelError(ValueError):
@@ -80,6 +95,60 @@ CREATE TABLE IF NOT EXISTS votes (
 CREATE INDEX IF NOT EXISTS votes_by_annotator ON votes (annotator, id);
 CREATE INDEX IF NOT EXISTS votes_by_pair ON votes (pair_id);
 """
+# One vote per annotator per pair. The store checks it in every write transaction (with a
+# clear message); the index makes it hold for any writer, but cannot be built on a file
+# that already holds a repeated vote, which is then kept as it was (nothing is deleted).
+ONE_VOTE_INDEX = ("CREATE UNIQUE INDEX IF NOT EXISTS one_vote_per_annotator"
+                  " ON votes (pair_id, annotator)")
+PAIR_COLUMNS = ("id", "prompt", "response_a", "response_b", "ended_a", "ended_b",
+                "source_a", "source_b", "created_at")
+
+
+def schema_columns() -> dict[str, dict[str, str]]:
+    """{table: {column: definition for ALTER TABLE ADD COLUMN}} as SCHEMA declares them:
+    the migration adds whatever an older file lacks (type and default; a NOT NULL column
+    needs its default to be added to a table that has rows)."""
+    db = sqlite3.connect(":memory:")
+    db.executescript(SCHEMA)
+    out = {}
+    for table in ("pairs", "votes"):
+        out[table] = {}
+        for _, name, kind, notnull, default, _ in db.execute(f"PRAGMA table_info({table})"):
+            extra = "" if default is None else (" NOT NULL" * notnull) + f" DEFAULT {default}"
+            out[table][name] = kind + extra
+    db.close()
+    return out
+
+
+def normalise_name(name) -> str:
+    """An annotator name as stored: Unicode NFKC (full-width "ａｄａ" -> "ada"), invisible
+    format characters removed (zero-width spaces, joiners, BOM), whitespace runs collapsed
+    to one space, stripped. Two names that look the same are the same person."""
+    text = unicodedata.normalize("NFKC", name if isinstance(name, str) else "")
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    return " ".join(text.split())
+
+
+def checked_name(name) -> str:
+    """The normalised name; LabelError when it is empty or longer than MAX_NAME."""
+    if isinstance(name, str) and len(name) > 16 * MAX_NAME:  # no need to normalise 5 MB
+        raise LabelError(f"the annotator name is too long: {len(name)} characters, "
+                         f"{MAX_NAME} at most; use a shorter name (nothing was stored)")
+    who = normalise_name(name)
+    if not who:
+        raise LabelError("enter your annotator name before voting")
+    if len(who) > MAX_NAME:
+        raise LabelError(f"the annotator name is too long: {len(who)} characters, "
+                         f"{MAX_NAME} at most; use a shorter name (nothing was stored)")
+    return who
+
+
+class Imported(NamedTuple):
+    """What an import did: votes stored, and records skipped because that person's vote on
+    that pair was already stored (a re-imported export, or a line repeated in the file)."""
+
+    new: int
+    already: int
 
 
 def display_to_choice(display: str, shown_left: str) -> str:
@@ -105,6 +174,21 @@ class LabelStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # safe with WAL, much faster
             self._db.executescript(SCHEMA)
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a file written by an older moss-lab up to SCHEMA in place: ALTER TABLE ...
+        ADD COLUMN for each missing column (rows are kept; the new column takes its
+        default), then the one-vote index where the stored votes allow it."""
+        for table, columns in schema_columns().items():
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, definition in columns.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+        try:
+            self._db.execute(ONE_VOTE_INDEX)
+        except sqlite3.IntegrityError:
+            pass  # an old file with a repeated vote: kept; record_vote still checks
 
     def close(self) -> None:
         with self._lock:
@@ -114,14 +198,31 @@ class LabelStore:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
+    @contextmanager
+    def _writing(self):
+        """One write transaction. BEGIN IMMEDIATE takes SQLite's write lock before the
+        first read, so a check ("has this person voted on this pair?") and the insert that
+        follows are atomic against other threads (our lock) and other processes (SQLite's)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
     # --- pairs -------------------------------------------------------------------------
     def add_pair(self, pair: Pair) -> Pair:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO pairs VALUES (?,?,?,?,?,?,?,?,?)",
-                (pair.id, pair.prompt, pair.response_a, pair.response_b, int(pair.ended_a),
-                 int(pair.ended_b), pair.source_a, pair.source_b, time.time()))
+        with self._writing():
+            self._insert_pair(pair, time.time())
         return pair
+
+    def _insert_pair(self, pair: Pair, created_at: float) -> None:
+        self._db.execute(
+            f"INSERT OR IGNORE INTO pairs ({', '.join(PAIR_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?,?)",
+            (pair.id, pair.prompt, pair.response_a, pair.response_b, int(pair.ended_a),
+             int(pair.ended_b), pair.source_a, pair.source_b, created_at))
 
     def get_pair(self, pair_id: str) -> Pair | None:
         rows = self._query("SELECT * FROM pairs WHERE id = ?", (pair_id,))
@@ -137,61 +238,68 @@ class LabelStore:
                                  AND v.annotator = ?)
                  AND (SELECT COUNT(DISTINCT annotator) FROM votes v
                       WHERE v.pair_id = p.id) < ?
-               ORDER BY p.created_at LIMIT 1""", (annotator, overlap))
+               ORDER BY p.created_at LIMIT 1""", (normalise_name(annotator), overlap))
         return _pair(rows[0]) if rows else None
 
     # --- votes -------------------------------------------------------------------------
-    def record_vote(self, pair: Pair, choice: str, annotator: str, shown_left: str | None) -> int:
-        """Store one vote at once; return its row id. Bad input raises LabelError."""
-        annotator = (annotator or "").strip()
-        if not annotator:
-            raise LabelError("enter your annotator name before voting")
-        if len(annotator) > 64:
-            raise LabelError("the annotator name is too long (64 characters at most)")
-        if choice not in CHOICES:
-            raise LabelError(f"unknown choice {choice!r}; expected one of {', '.join(CHOICES)}")
-        if shown_left not in ("A", "B", None):
-            raise LabelError(f"shown_left must be 'A', 'B' or None, not {shown_left!r}")
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                self._insert_vote(pair, choice, annotator, shown_left, "app", time.time())
-                row_id = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return row_id
+    def record_vote(self, pair: Pair, choice: str, annotator: str, shown_left: str | None,
+                    source: str = "app") -> int:
+        """Store one vote at once; return its row id. Bad input, or a second vote by the
+        same person on the same pair, raises LabelError and stores nothing."""
+        who = checked_name(annotator)
+        _check_vote(choice, shown_left)
+        with self._writing():
+            self._refuse_second_vote(pair.id, who)
+            self._insert_pair(pair, time.time())
+            return self._insert_vote(pair, choice, who, shown_left, source, time.time())
 
-    def _insert_vote(self, pair, choice, annotator, shown_left, source, created_at) -> None:
-        self._db.execute(
-            "INSERT OR IGNORE INTO pairs VALUES (?,?,?,?,?,?,?,?,?)",
-            (pair.id, pair.prompt, pair.response_a, pair.response_b, int(pair.ended_a),
-             int(pair.ended_b), pair.source_a, pair.source_b, created_at))
-        self._db.execute(
+    def change_vote(self, pair_id: str, choice: str, annotator: str) -> int:
+        """A changed mind: undo this person's vote on the pair, then vote `choice` (same
+        screen order), in one transaction. Returns the new row id."""
+        who = checked_name(annotator)
+        _check_vote(choice, None)
+        with self._writing() as db:
+            old = db.execute("SELECT * FROM votes WHERE pair_id = ? AND annotator = ?",
+                             (pair_id, who)).fetchone()
+            pair = db.execute("SELECT * FROM pairs WHERE id = ?", (pair_id,)).fetchone()
+            if old is None or pair is None:
+                raise LabelError(f"{who} has no vote on pair {pair_id} to change")
+            db.execute("DELETE FROM votes WHERE pair_id = ? AND annotator = ?", (pair_id, who))
+            return self._insert_vote(_pair(pair), choice, who, old["shown_left"], old["source"],
+                                     time.time())
+
+    def _refuse_second_vote(self, pair_id: str, who: str) -> None:
+        row = self._db.execute("SELECT choice FROM votes WHERE pair_id = ? AND annotator = ?",
+                               (pair_id, who)).fetchone()
+        if row is not None:
+            raise LabelError(f"{who} has already voted on this pair ({row[0]}); one vote per "
+                             "person per pair: undo it (or pick it under 'Your earlier votes') "
+                             "to change it")
+
+    def _insert_vote(self, pair, choice, annotator, shown_left, source, created_at) -> int:
+        cursor = self._db.execute(
             "INSERT INTO votes (pair_id, prompt, response_a, response_b, shown_left, choice,"
             " annotator, created_at, source_a, source_b, source)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (pair.id, pair.prompt, pair.response_a, pair.response_b, shown_left, choice,
              annotator, created_at, pair.source_a, pair.source_b, source))
+        return cursor.lastrowid
 
     def undo_last(self, annotator: str) -> dict | None:
         """Delete this annotator's most recent vote; return it (None if there is none)."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM votes WHERE annotator = ? ORDER BY id DESC LIMIT 1",
-                ((annotator or "").strip(),)).fetchone()
-            if row is None:
-                return None
-            self._db.execute("DELETE FROM votes WHERE id = ?", (row["id"],))
-        return dict(row)
+        with self._writing() as db:
+            row = db.execute("SELECT * FROM votes WHERE annotator = ? ORDER BY id DESC LIMIT 1",
+                             (normalise_name(annotator),)).fetchone()
+            if row is not None:
+                db.execute("DELETE FROM votes WHERE id = ?", (row["id"],))
+        return dict(row) if row is not None else None
 
     def votes(self, annotator: str | None = None) -> list[dict]:
         if annotator is None:
             rows = self._query("SELECT * FROM votes ORDER BY id")
         else:
             rows = self._query("SELECT * FROM votes WHERE annotator = ? ORDER BY id",
-                               (annotator.strip(),))
+                               (normalise_name(annotator),))
         return [dict(r) for r in rows]
 
     def progress(self, annotator: str | None = None) -> dict:
@@ -202,7 +310,7 @@ class LabelStore:
         mine = 0
         if annotator:
             mine = self._query("SELECT COUNT(*) FROM votes WHERE annotator = ?",
-                               (annotator.strip(),))[0][0]
+                               (normalise_name(annotator),))[0][0]
         annotators = self._query("SELECT COUNT(DISTINCT annotator) FROM votes")[0][0]
         return {"total": sum(by_choice.values()), "by_choice": by_choice, "mine": mine,
                 "annotators": annotators, "pairwise": by_choice["A"] + by_choice["B"]}
@@ -222,11 +330,7 @@ class LabelStore:
     def inter_annotator(self) -> dict:
         """Kappa over pairs judged by two or more people (skips left out; each person's
         latest vote on a pair counts). Two annotators: Cohen; more: Fleiss."""
-        latest: dict[str, dict[str, str]] = {}
-        for v in self.votes():
-            if v["choice"] in JUDGED:
-                latest.setdefault(v["pair_id"], {})[v["annotator"]] = v["choice"]
-        shared = {p: by for p, by in latest.items() if len(by) >= 2}
+        shared = {p: by for p, by in self._verdicts().items() if len(by) >= 2}
         people = sorted({a for by in shared.values() for a in by})
         if not shared:
             return {"kappa": None, "method": None, "pairs": 0, "annotators": len(people)}
@@ -239,6 +343,28 @@ class LabelStore:
             table = [[Counter(by.values())[c] for c in JUDGED] for by in shared.values()]
             kappa, method = fleiss_kappa(table), "fleiss"
         return {"kappa": kappa, "method": method, "pairs": len(shared), "annotators": len(people)}
+
+    def _verdicts(self) -> dict[str, dict[str, str]]:
+        """{pair id: {annotator: choice}} over judged votes (skips left out; a file from
+        before the one-vote rule may hold several votes by one person: the latest counts)."""
+        latest: dict[str, dict[str, str]] = {}
+        for v in self.votes():
+            if v["choice"] in JUDGED:
+                latest.setdefault(v["pair_id"], {})[v["annotator"]] = v["choice"]
+        return latest
+
+    def disagreements(self) -> list[dict]:
+        """The pairs judged by two or more people who did not all give the same verdict:
+        the pair's texts, the votes per verdict and who voted what (oldest pair first)."""
+        out = []
+        for pair_id, by in self._verdicts().items():
+            pair = self.get_pair(pair_id)
+            if len(by) >= 2 and len(set(by.values())) > 1 and pair is not None:
+                out.append({"pair_id": pair_id, "prompt": pair.prompt,
+                            "response_a": pair.response_a, "response_b": pair.response_b,
+                            "votes": {c: list(by.values()).count(c) for c in JUDGED},
+                            "annotators": dict(sorted(by.items()))})
+        return out
 
     # --- export / import ---------------------------------------------------------------
     def preferences(self, include_ties: bool = False, annotator: str | None = None) -> list:
@@ -281,12 +407,16 @@ class LabelStore:
         return to_dataset(self.preferences(include_ties))
 
     def import_file(self, path: str | Path, annotator: str | None = None,
-                    fmt: str = "auto") -> int:
+                    fmt: str = "auto") -> Imported:
         """Import a prompt/chosen/rejected JSONL or an Anthropic HH JSONL file.
 
         The whole file is validated first; a malformed file stores nothing (LabelError
-        names the problem). Each record becomes a pair (A = chosen) with an 'A' vote, or
-        a 'tie' vote for records with tie=True. Returns the number of votes stored.
+        names the problem, and the file by its name only). Each record is a vote by its own
+        `annotator` (else by `annotator`, else "imported"): 'tie' for tie=True, else for
+        the chosen response, on a stored pair with the same prompt and responses (in either
+        order) that this person has not voted on, else on a new pair (A = chosen). A vote
+        this person already gave on such a pair is not stored again, so re-importing an
+        export adds nothing. Returns (new votes, records already stored).
         """
         from .preferences import PreferenceError, read_hh_jsonl, read_jsonl
 
@@ -300,24 +430,62 @@ class LabelStore:
         try:
             prefs = read_hh_jsonl(path) if fmt == "hh" else read_jsonl(path)
         except (PreferenceError, ValueError, UnicodeDecodeError) as err:
-            raise LabelError(f"{path.name} was not imported: {err}") from err
+            # the message names the file by its name: never the server's upload folder
+            message = str(err).replace(str(path), path.name)
+            raise LabelError(f"{path.name} was not imported: {message}") from err
         if not prefs:
             raise LabelError(f"{path.name} holds no preference records")
+        names = []
+        for i, p in enumerate(prefs, start=1):
+            try:
+                names.append(checked_name(p.annotator or annotator or "imported"))
+            except LabelError as err:
+                raise LabelError(f"{path.name} was not imported: record {i}: {err}") from None
         source = f"import:{path.name}"
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                for p in prefs:
-                    who = (annotator or p.annotator or "imported").strip() or "imported"
-                    pair = Pair(uuid.uuid4().hex[:12], p.prompt, p.chosen, p.rejected,
-                                p.chosen_ended, p.rejected_ended, p.source, p.source)
-                    self._insert_vote(pair, "tie" if p.tie else "A", who, None, source, now)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return len(prefs)
+        new = 0
+        with self._writing() as db:
+            # (prompt, chosen, rejected) -> [(pair id, the choice that means "chosen")]
+            same: dict[tuple, list] = {}
+            for row in db.execute("SELECT id, prompt, response_a, response_b FROM pairs"):
+                same.setdefault((row[1], row[2], row[3]), []).append((row[0], "A"))
+                same.setdefault((row[1], row[3], row[2]), []).append((row[0], "B"))
+            voted = {(row[0], row[1]): row[2]
+                     for row in db.execute("SELECT pair_id, annotator, choice FROM votes")}
+            for p, who in zip(prefs, names):
+                key, swapped = (p.prompt, p.chosen, p.rejected), (p.prompt, p.rejected, p.chosen)
+                pairs = same.get(key, [])
+                if any(voted.get((pid, who)) == _verdict(p, ch) for pid, ch in pairs):
+                    continue  # this person's same verdict on this pair is stored already
+                # a pair with this content this person has not voted on; else a new one
+                # (a dataset may hold one pair twice with opposite labels: both are kept)
+                free = [(pid, ch) for pid, ch in pairs if (pid, who) not in voted]
+                if free:
+                    pid, ch = free[0]
+                    pair = _pair(db.execute("SELECT * FROM pairs WHERE id = ?", (pid,)).fetchone())
+                else:
+                    pair, ch = Pair(uuid.uuid4().hex[:12], p.prompt, p.chosen, p.rejected,
+                                    p.chosen_ended, p.rejected_ended, p.source, p.source), "A"
+                    self._insert_pair(pair, now)
+                    same.setdefault(key, []).append((pair.id, "A"))
+                    same.setdefault(swapped, []).append((pair.id, "B"))
+                self._insert_vote(pair, _verdict(p, ch), who, None, source, now)
+                voted[(pair.id, who)] = _verdict(p, ch)
+                new += 1
+        return Imported(new, len(prefs) - new)
+
+
+def _verdict(pref, chosen_side: str) -> str:
+    """The stored choice of an imported record on a pair whose `chosen_side` ('A' or 'B')
+    holds its chosen response."""
+    return "tie" if pref.tie else chosen_side
+
+
+def _check_vote(choice: str, shown_left: str | None) -> None:
+    if choice not in CHOICES:
+        raise LabelError(f"unknown choice {choice!r}; expected one of {', '.join(CHOICES)}")
+    if shown_left not in ("A", "B", None):
+        raise LabelError(f"shown_left must be 'A', 'B' or None, not {shown_left!r}")
 
 
 def sniff_format(path: str | Path) -> str:

@@ -155,11 +155,11 @@ def test_import_jsonl_and_hh(store, tmp_path):
     good = tmp_path / "prefs.jsonl"
     good.write_text("\n".join(json.dumps({"prompt": PROMPT, "chosen": c, "rejected": r})
                               for c, r in [(GOOD, BAD), (BAD, GOOD)]) + "\n")
-    assert store.import_file(good, annotator="teacher") == 2
+    assert store.import_file(good, annotator="teacher").new == 2
     hh = tmp_path / "hh.jsonl"
     hh.write_text(json.dumps({"chosen": "\n\nHuman: hi\n\nAssistant: hello there",
                               "rejected": "\n\nHuman: hi\n\nAssistant: go away"}) + "\n")
-    assert store.import_file(hh) == 1
+    assert store.import_file(hh).new == 1
     prefs = store.preferences()
     assert [(p.chosen, p.rejected) for p in prefs] == [
         (GOOD, BAD), (BAD, GOOD), (" hello there", " go away")]

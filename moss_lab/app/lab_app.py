@@ -18,25 +18,8 @@ import gradio as gr
 from . import tab_compare, tab_label, tab_methods, tab_ppo, tab_reward, tab_runs
 from .context import get_lab
 
-# Keyboard shortcuts for the Label tab: 1/2/3/4/s/u click the vote buttons, unless you
-# are typing in a field or the Label tab is hidden (its buttons then have no layout).
-HEAD = """
-<script>
-document.addEventListener('keydown', (event) => {
-  const target = event.target;
-  if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
-  if (target && (target.tagName === 'INPUT' || target.tagName === 'TEXTAREA' ||
-                 target.isContentEditable)) return;
-  const ids = {'1': 'vote-left', '2': 'vote-right', '3': 'vote-tie', '4': 'vote-bad',
-               's': 'vote-skip', 'u': 'vote-undo'};
-  const id = ids[event.key.toLowerCase()];
-  const button = id && document.getElementById(id);
-  if (!button || button.offsetParent === null) return;
-  event.preventDefault();
-  button.click();
-});
-</script>
-"""
+# Keyboard shortcuts for the Label tab (its votes): the script lives with the tab.
+HEAD = tab_label.SHORTCUTS
 
 CSS = """
 #label-left textarea, #label-right textarea { font-size: 1.05em; }
@@ -75,6 +58,7 @@ def build_app() -> gr.Blocks:
             with gr.Tab("Runs", id="runs") as runs_tab:
                 runs = tab_runs.build()
         tab_label.wire_load(demo, label)
+        tab_compare.wire_picks(compare, label["annotator"])  # blind picks are votes
         for tab, key in ((compare_tab, "compare"), (label_tab, "label"), (reward_tab, "reward"),
                          (ppo_tab, "ppo"), (runs_tab, "runs")):
             tab.select(lambda key=key: key, None, open_tab, api_visibility="private")

@@ -1,9 +1,13 @@
 """The Compare tab: one prompt, two responses side by side, from the same policy or from
 two (base vs a PPO run's checkpoint). Blind mode hides which model wrote which until you
-pick the better one."""
+pick the better one; that pick is a vote in the label store (source "compare", the two
+policies as the pair's source_a/source_b), by the name typed in the Label tab, and it is
+final: after the reveal it cannot be changed."""
 from __future__ import annotations
 
 import random
+import uuid
+from dataclasses import asdict
 
 import gradio as gr
 
@@ -17,10 +21,12 @@ from moss_lab.toyworld import (
 )
 
 from moss_lab.configs import check_new_tokens, field_bounds
+from moss_lab.labels import LabelError, Pair, display_to_choice
 from moss_lab.ppo import PPOConfig
 
 from . import forms
 from .context import get_lab
+from .tab_label import checked_name, plain
 from .tab_ppo import policy_choices
 
 # Max new tokens: PPOConfig's range for max_new_tokens, then each policy's context window
@@ -61,23 +67,49 @@ def compare(question: str, policy_a: str, policy_b: str, blind: bool, max_tokens
         except Exception as err:  # never a bare "Error"
             raise gr.Error(f"{_label(name)} could not generate: {type(err).__name__}: {err}")
         out.append((name, s.responses[0], s.ended[0]))
-    if blind:
-        random.shuffle(out)
+    # the pair as stored: A = policy 1's response, B = policy 2's; shown_left says which
+    # one is "Response 1" (blind mode shuffles them)
+    pair = Pair(uuid.uuid4().hex[:12], prompt, out[0][1], out[1][1], out[0][2], out[1][2],
+                policy_a, policy_b)
+    shown_left = random.choice("AB") if blind else "A"
+    if shown_left == "B":
+        out.reverse()
     labels = [f"Response {i + 1}" if blind else f"{_label(n)}{_gold(prompt, r, e)}"
               for i, (n, r, e) in enumerate(out)]
-    reveal = {"prompt": prompt, "out": out}
+    reveal = {"prompt": prompt, "out": out, "blind": blind, "pair": asdict(pair),
+              "shown_left": shown_left, "picked": None}
     return (gr.update(value=out[0][1], label=labels[0]), gr.update(value=out[1][1], label=labels[1]),
             reveal, "" if not blind else "*Which one is better? Pick, then see who wrote it.*")
 
 
-def pick(which: int, reveal: dict | None) -> str:
+def pick(which: int, reveal: dict | None, annotator: str):
+    """Reveal the names; a blind pick is stored as a vote. One pick per generation: once
+    the names are shown, a pick cannot change (generate again for a new blind pair)."""
     if not reveal:
         raise gr.Error("Generate two responses first.")
+    if reveal.get("picked") is not None:
+        raise gr.Error(f"You picked Response {reveal['picked'] + 1} already and the names are "
+                       "out, so the pick cannot change. Generate again for a new pair.")
+    annotator = checked_name(annotator)
+    stored = ""
+    if reveal.get("blind"):
+        if annotator:
+            choice = display_to_choice("left" if which == 0 else "right", reveal["shown_left"])
+            try:
+                get_lab().store.record_vote(Pair(**reveal["pair"]), choice, annotator,
+                                            reveal["shown_left"], source="compare")
+            except LabelError as err:
+                raise gr.Error(str(err))
+            stored = f"\n\n*Stored as a vote by {plain(annotator)}.*"
+        else:
+            stored = ("\n\n*Not stored: type your annotator name in the Label tab to have "
+                      "your blind picks counted.*")
     lines = []
     for i, (name, response, ended) in enumerate(reveal["out"]):
         mark = " ← your pick" if i == which else ""
-        lines.append(f"**Response {i + 1}**: {_label(name)}{_gold(reveal['prompt'], response, ended)}{mark}")
-    return "\n\n".join(lines)
+        lines.append(f"**Response {i + 1}**: {plain(_label(name))}"
+                     f"{_gold(reveal['prompt'], response, ended)}{mark}")
+    return "\n\n".join(lines) + stored, {**reveal, "picked": which}
 
 
 def _label(policy: str) -> str:
@@ -106,12 +138,18 @@ def build() -> dict:
     with gr.Row():
         pick_1 = gr.Button("1 is better", size="sm")
         pick_2 = gr.Button("2 is better", size="sm")
-    revealed = gr.Markdown()
+    revealed = gr.Markdown(elem_id="compare-revealed")
     reveal = gr.State(None)
     b_gen.click(compare, [question, policy_a, policy_b, blind, max_tokens],
                 [out_1, out_2, reveal, revealed], api_name="compare")
-    pick_1.click(lambda r: pick(0, r), reveal, revealed, api_visibility="private")
-    pick_2.click(lambda r: pick(1, r), reveal, revealed, api_visibility="private")
     refresh.click(lambda: (gr.update(choices=policy_choices()),) * 2, None, [policy_a, policy_b],
                   api_visibility="private")
-    return {"policy_a": policy_a, "policy_b": policy_b}
+    return {"policy_a": policy_a, "policy_b": policy_b, "picks": (pick_1, pick_2),
+            "reveal": reveal, "revealed": revealed}
+
+
+def wire_picks(parts: dict, annotator: gr.Textbox) -> None:
+    """The pick buttons need the Label tab's name box (built after this tab)."""
+    for which, button in enumerate(parts["picks"]):
+        button.click(lambda r, a, w=which: pick(w, r, a), [parts["reveal"], annotator],
+                     [parts["revealed"], parts["reveal"]], api_name=f"compare_pick_{which + 1}")

@@ -1,21 +1,26 @@
 """The Label tab: Chatbot-Arena-style votes on two policy samples, stored at once.
 
 Left/right order is random per pair and recorded; the store keeps the vote in terms of
-the stored responses A/B (moss_lab.labels). Keyboard: 1 left, 2 right, 3 tie, 4 both bad,
-s skip, u undo (the script is in lab_app.HEAD).
+the stored responses A/B (moss_lab.labels), one vote per person per pair. Keyboard: 1 left,
+2 right, 3 tie, 4 both bad, s skip, u undo (SHORTCUTS, put in the page head by lab_app).
+"Your earlier votes" brings back any pair you voted on, and a vote then replaces your old
+one. Every text of a pair is shown as plain text, never as Markdown or HTML.
 """
 from __future__ import annotations
 
+import html
 import random
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 import gradio as gr
+import pandas as pd
 
+from moss_lab import labels
 from moss_lab.labels import LabelError, Pair, display_to_choice
 from moss_lab.preferences import PreferenceError
-from moss_lab.toyworld import question_of
+from moss_lab.toyworld import gold_score, has_gold, question_of
 
 from .context import fmt, get_lab
 
@@ -31,20 +36,94 @@ GUIDELINES = """
 Vote **A** or **B** when one is better, **Tie** when they are about as good, **Both bad** when
 neither answers the question, **Skip** when you cannot tell. Judge the content, not the side:
 the order is random. Keys: `1` A (left) · `2` B (right) · `3` tie · `4` both bad · `s` skip · `u` undo.
+One vote per pair: to change one, pick the pair under *Your earlier votes* and vote again.
 """
 
 NO_NAME = "Enter your annotator name first (top of the Label tab): nothing was stored."
-MAX_NAME = 64  # the store's limit (moss_lab.labels), and the name box's max_length
+
+# Keyboard shortcuts: 1/2/3/4/s/u click the vote buttons, unless you are typing in a text
+# field (a checkbox with the focus, such as the gold toggle, keeps them working) or the
+# Label tab is hidden (its buttons then have no layout). Enter in a filled name box
+# confirms the name and leaves the box, so that the next "1" votes instead of typing "ada1".
+# A key pressed while the last vote is being saved is ignored with a visible note (the
+# button would drop it silently); "saved" = the vote counter changed, or 3 s passed.
+SHORTCUTS = """
+<script>
+(() => {
+  const ids = {'1': 'vote-left', '2': 'vote-right', '3': 'vote-tie', '4': 'vote-bad',
+               's': 'vote-skip', 'u': 'vote-undo'};
+  let sentAt = 0, countWhenSent = null;
+  const count = () => document.querySelector('#label-count')?.textContent ?? '';
+  const saving = () => countWhenSent !== null && count() === countWhenSent &&
+                       performance.now() - sentAt < 3000;
+  function showIgnored(key) {
+    let note = document.getElementById('label-key-note');
+    if (!note) {
+      note = document.createElement('div');
+      note.id = 'label-key-note';
+      note.setAttribute('role', 'status');
+      note.style.cssText = 'position:fixed;bottom:24px;left:50%;transform:translateX(-50%);' +
+        'background:#333;color:#fff;padding:6px 14px;border-radius:6px;z-index:10000;';
+      document.body.appendChild(note);
+    }
+    note.textContent = `Saving your last vote... key "${key}" ignored: press it again.`;
+    note.style.display = 'block';
+    clearTimeout(note.hideTimer);
+    note.hideTimer = setTimeout(() => { note.style.display = 'none'; }, 2000);
+  }
+  document.addEventListener('keydown', (event) => {
+    const target = event.target;
+    const notText = ['checkbox', 'radio', 'button', 'submit', 'reset', 'range', 'file'];
+    const typing = target && ((target.tagName === 'INPUT' && !notText.includes(target.type)) ||
+                              target.tagName === 'TEXTAREA' || target.tagName === 'SELECT' ||
+                              target.isContentEditable);
+    if (event.key === 'Enter' && typing && target.closest('#annotator') && target.value.trim()) {
+      setTimeout(() => target.blur(), 0);  // after Gradio has seen the Enter (submit)
+      return;
+    }
+    if (typing || event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    const id = ids[event.key.toLowerCase()];
+    const button = id && document.getElementById(id);
+    if (!button || button.offsetParent === null) return;
+    event.preventDefault();
+    if (saving()) { showIgnored(event.key); return; }
+    countWhenSent = count();
+    sentAt = performance.now();
+    button.click();
+  });
+})();
+</script>
+"""
+
+
+def plain(text: str) -> str:
+    """Text to show inside Markdown as itself: every ASCII punctuation character becomes a
+    numeric character reference, which Markdown prints and never reads as syntax, so
+    "<form>", "**x**" or "[a](b)" in a prompt appear literally. Line breaks are kept."""
+    def escape(line: str) -> str:
+        return "".join(f"&#{ord(c)};" if c.isascii() and not c.isalnum() and c != " " else c
+                       for c in line.strip())
+    return "  \n".join(escape(line) for line in str(text).splitlines())
+
+
+def shorten(text: str, n: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[:n - 1] + "…"
 
 
 def checked_name(annotator) -> str:
-    """The name, stripped; a gr.Error for a name the store would refuse (over the API the
-    box's max_length does not apply)."""
-    annotator = (annotator if isinstance(annotator, str) else "").strip()
-    if len(annotator) > MAX_NAME:
-        raise gr.Error(f"The annotator name is too long: {len(annotator)} characters, "
-                       f"{MAX_NAME} at most. Nothing was stored.")
-    return annotator
+    """The normalised name ('' when none was typed); a gr.Error for a name the store would
+    refuse (too long: refused, never cut)."""
+    annotator = annotator if isinstance(annotator, str) else ""
+    try:
+        return labels.checked_name(annotator) if annotator.strip() else ""
+    except LabelError as err:
+        raise gr.Error(_sentence(err))
+
+
+def _sentence(err: Exception) -> str:
+    text = str(err)
+    return text[:1].upper() + text[1:]
 
 
 def next_pair(annotator: str) -> tuple[Pair, str]:
@@ -57,18 +136,19 @@ def next_pair(annotator: str) -> tuple[Pair, str]:
     return pair, random.choice("AB")
 
 
-def show(pair: Pair | None, shown_left: str | None):
+def show(pair: Pair | None, shown_left: str | None, revising: bool = False):
     """(prompt, left text, right text, session state) for a pair."""
     if pair is None:
         return "*No pair yet.*", "", "", None
     left, right = ((pair.response_a, pair.response_b) if shown_left == "A"
                    else (pair.response_b, pair.response_a))
-    state = {"pair": asdict(pair), "shown_left": shown_left}
-    return f"**Prompt:** {question_of(pair.prompt)}", left or "(empty)", right or "(empty)", state
+    state = {"pair": asdict(pair), "shown_left": shown_left, "revising": revising}
+    return (f"**Prompt:** {plain(question_of(pair.prompt))}", left or "(empty)",
+            right or "(empty)", state)
 
 
 def progress_text(annotator: str) -> str:
-    p = get_lab().store.progress(annotator.strip() if annotator else None)
+    p = get_lab().store.progress(annotator or None)
     mine = f"**{p['mine']}** by you · " if annotator else ""
     people = "person" if p["annotators"] == 1 else "people"
     return (f"<span id='label-count'>{mine}**{p['total']}** votes in total by "
@@ -78,7 +158,8 @@ def progress_text(annotator: str) -> str:
 
 def stats_text(annotator: str) -> str:
     store = get_lab().store
-    mine = store.gold_agreement(annotator.strip()) if annotator else {"n": 0}
+    annotator = labels.normalise_name(annotator)
+    mine = store.gold_agreement(annotator) if annotator else {"n": 0}
     every = store.gold_agreement()
     iaa = store.inter_annotator()
     lines = ["**Agreement with the gold annotator** (toy prompts, A/B votes, gold ties left out): "]
@@ -95,52 +176,24 @@ def stats_text(annotator: str) -> str:
     return "\n\n".join(lines)
 
 
-# --- event handlers ------------------------------------------------------------------------
-def on_load(annotator):
-    try:
-        pair, left = next_pair((annotator or "").strip())
-    except (RuntimeError, TimeoutError) as err:  # the policy could not be sampled
-        raise gr.Error(f"No pair to label: {err}")
-    return (annotator or "", *show(pair, left), progress_text(annotator or ""),
-            stats_text(annotator or ""))
+DISAGREE_COLUMNS = ["prompt", "response A", "response B", "votes A", "votes B", "ties",
+                    "both bad", "who voted what"]
 
 
-def start(annotator: str, current: dict | None):
-    """Enter in the name box (and the API's first call): progress, and a pair if none."""
-    annotator = checked_name(annotator)
-    screen = show(Pair(**current["pair"]), current["shown_left"]) if current else \
-        show(*next_pair(annotator))
-    return (*screen, progress_text(annotator), stats_text(annotator))
+def disagreements_frame() -> pd.DataFrame:
+    """The pairs annotators judged differently (moss_lab.labels.LabelStore.disagreements),
+    texts shortened; A and B are the stored responses, whatever side each person saw."""
+    rows = [[shorten(question_of(d["prompt"]), 60), shorten(d["response_a"], 80),
+             shorten(d["response_b"], 80), d["votes"]["A"], d["votes"]["B"],
+             d["votes"]["tie"], d["votes"]["both_bad"],
+             ", ".join(f"{who}: {choice}" for who, choice in d["annotators"].items())]
+            for d in get_lab().store.disagreements()]
+    return pd.DataFrame(rows, columns=DISAGREE_COLUMNS)
 
 
-def vote(display: str, annotator: str, current: dict | None):
-    annotator = checked_name(annotator)
-    if not annotator:
-        raise gr.Error(NO_NAME)
-    if not current:
-        raise gr.Error("There is no pair on screen yet; wait for it to load.")
-    pair = Pair(**current["pair"])
-    try:
-        get_lab().store.record_vote(pair, display_to_choice(display, current["shown_left"]),
-                                    annotator, current["shown_left"])
-    except LabelError as err:
-        raise gr.Error(str(err))
-    return (*show(*next_pair(annotator)), progress_text(annotator))
-
-
-def undo(annotator: str, current: dict | None):
-    annotator = checked_name(annotator)
-    if not annotator:
-        raise gr.Error(NO_NAME)
-    row = get_lab().store.undo_last(annotator)
-    if row is None:
-        gr.Warning("You have no vote to undo.")
-        screen = show(Pair(**current["pair"]), current["shown_left"]) if current else show(None, None)
-        return (*screen, progress_text(annotator))
-    pair, shown_left = get_lab().store.get_pair(row["pair_id"]), row["shown_left"] or "A"
-    gr.Info(f"Removed your vote '{ON_SCREEN[choice_to_display(row['choice'], shown_left)]}'; "
-            "here is that pair again.", duration=4)
-    return (*show(pair, shown_left), progress_text(annotator))
+def panel(annotator: str):
+    """The agreement panel: statistics and the pairs people disagree on."""
+    return stats_text(annotator or ""), disagreements_frame()
 
 
 ON_SCREEN = {"left": "A is better", "right": "B is better", "tie": "tie",
@@ -152,6 +205,109 @@ def choice_to_display(choice: str, shown_left: str) -> str:
     if choice in ("A", "B"):
         return "left" if choice == shown_left else "right"
     return choice
+
+
+def gold_feedback(pair: Pair, shown_left: str, display: str) -> str:
+    """What the gold score says about the pair just voted on, in screen terms:
+    margin = gold(left) - gold(right); "gold prefers A (left) by margin" when it is > 0."""
+    you = f"You voted **{ON_SCREEN[display]}**"
+    if not has_gold(pair.prompt):
+        return f"{you}. No gold verdict: this is not a toy-world prompt."
+    gold = {"A": gold_score(pair.prompt, pair.response_a, pair.ended_a).total,
+            "B": gold_score(pair.prompt, pair.response_b, pair.ended_b).total}
+    left, right = gold[shown_left], gold["B" if shown_left == "A" else "A"]
+    if abs(left - right) <= 1e-9:
+        return f"{you}; the gold score sees no difference ({left:.2f} each)."
+    side = "A (left)" if left > right else "B (right)"
+    return (f"{you}; gold prefers **{side}** by {abs(left - right):.2f} "
+            f"({max(left, right):.2f} vs {min(left, right):.2f}).")
+
+
+def history(annotator: str):
+    """The annotator's own votes, newest first, for 'Your earlier votes'."""
+    votes = get_lab().store.votes(annotator) if annotator else []
+    choices = [(f"{i}. {shorten(question_of(v['prompt']), 48)} → "
+                f"{ON_SCREEN[choice_to_display(v['choice'], v['shown_left'] or 'A')]}",
+                v["pair_id"]) for i, v in enumerate(votes, start=1)][::-1][:200]
+    return gr.update(choices=choices, value=None)
+
+
+# --- event handlers ------------------------------------------------------------------------
+def on_load(annotator):
+    annotator = annotator if isinstance(annotator, str) else ""
+    try:
+        pair, left = next_pair(labels.normalise_name(annotator))
+    except (RuntimeError, TimeoutError) as err:  # the policy could not be sampled
+        raise gr.Error(f"No pair to label: {err}")
+    name = labels.normalise_name(annotator)
+    return (annotator, *show(pair, left), progress_text(name), *panel(name), history(name))
+
+
+def start(annotator: str, current: dict | None):
+    """Enter in the name box (and the API's first call): progress, and a pair if none."""
+    annotator = checked_name(annotator)
+    screen = show(Pair(**current["pair"]), current["shown_left"], current.get("revising", False)) \
+        if current else show(*next_pair(annotator))
+    return (*screen, progress_text(annotator), stats_text(annotator))
+
+
+def vote(display: str, annotator: str, current: dict | None, feedback: bool = False):
+    """Store the vote (or, for a pair brought back from 'Your earlier votes', replace the
+    old one), then show the next pair, with the gold verdict on this one if asked."""
+    annotator = checked_name(annotator)
+    if not annotator:
+        raise gr.Error(NO_NAME)
+    if not current:
+        raise gr.Error("There is no pair on screen yet; wait for it to load.")
+    pair, shown_left = Pair(**current["pair"]), current["shown_left"]
+    choice = display_to_choice(display, shown_left)
+    store = get_lab().store
+    try:
+        if current.get("revising"):
+            store.change_vote(pair.id, choice, annotator)
+        else:
+            store.record_vote(pair, choice, annotator, shown_left)
+    except LabelError as err:
+        raise gr.Error(_sentence(err))
+    note = gold_feedback(pair, shown_left, display) if feedback else ""
+    if current.get("revising"):
+        note = f"Changed: your vote on that pair is now **{ON_SCREEN[display]}**. " + note
+    return (*show(*next_pair(annotator)), progress_text(annotator), note, history(annotator))
+
+
+def revisit(pair_id: str, annotator: str):
+    """Bring back one of your earlier pairs, in the order you saw it: a vote replaces yours."""
+    annotator = checked_name(annotator)
+    if not annotator:
+        raise gr.Error(NO_NAME)
+    if not pair_id:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    store = get_lab().store
+    mine = [v for v in store.votes(annotator) if v["pair_id"] == pair_id]
+    pair = store.get_pair(pair_id)
+    if not mine or pair is None:
+        raise gr.Error("You have no vote on that pair any more (undone?); pick another one.")
+    shown_left = mine[-1]["shown_left"] or "A"
+    was = ON_SCREEN[choice_to_display(mine[-1]["choice"], shown_left)]
+    note = (f"Back to an earlier pair: you voted **{was}**. Vote again to change it "
+            "(the same vote keeps it).")
+    return (*show(pair, shown_left, revising=True), note)
+
+
+def undo(annotator: str, current: dict | None):
+    annotator = checked_name(annotator)
+    if not annotator:
+        raise gr.Error(NO_NAME)
+    row = get_lab().store.undo_last(annotator)
+    if row is None:
+        gr.Warning("You have no vote to undo.")
+        screen = show(Pair(**current["pair"]), current["shown_left"],
+                      current.get("revising", False)) if current else show(None, None)
+        return (*screen, "", history(annotator), progress_text(annotator))
+    pair, shown_left = get_lab().store.get_pair(row["pair_id"]), row["shown_left"] or "A"
+    gr.Info(f"Removed your vote '{ON_SCREEN[choice_to_display(row['choice'], shown_left)]}'; "
+            "here is that pair again.", duration=4)
+    return (*show(pair, shown_left), "", history(annotator), progress_text(annotator))
 
 
 def export(include_ties: bool, what: str):
@@ -173,18 +329,27 @@ def export(include_ties: bool, what: str):
 
 
 def import_file(path, fmt_choice: str, annotator: str):
+    """Import a file; the message says how many votes were new. Errors name the file by
+    its name only (never the server's upload folder)."""
     if not path:
         raise gr.Error("Choose a .jsonl file to import first.")
     annotator = checked_name(annotator)
+    name = Path(path).name
     try:
-        n = get_lab().store.import_file(path, annotator=annotator or None,
-                                        fmt={"auto": "auto", "prompt/chosen/rejected": "jsonl",
-                                             "Anthropic HH": "hh"}[fmt_choice])
-    except (LabelError, OSError) as err:
+        got = get_lab().store.import_file(path, annotator=annotator or None,
+                                          fmt={"auto": "auto", "prompt/chosen/rejected": "jsonl",
+                                               "Anthropic HH": "hh"}[fmt_choice])
+    except LabelError as err:
         raise gr.Error(str(err))
+    except OSError as err:
+        raise gr.Error(f"{name} could not be read: {err.strerror or type(err).__name__}")
     except Exception as err:  # never a bare "Error"; the import stores all or nothing
-        raise gr.Error(f"{Path(path).name} was not imported: {type(err).__name__}: {err}")
-    return f"Imported {n} labelled pairs from {Path(path).name}.", progress_text(annotator or "")
+        raise gr.Error(f"{name} was not imported: {type(err).__name__}: "
+                       f"{str(err).replace(str(path), name)}")
+    records = got.new + got.already
+    known = f"; {got.already} already stored" if got.already else ""
+    return (f"Imported {got.new} new votes from {html.escape(name)} ({records} "
+            f"record{'s' * (records != 1)}{known}).", progress_text(annotator))
 
 
 # --- layout ------------------------------------------------------------------------------
@@ -192,12 +357,14 @@ def build() -> dict:
     remembered = gr.BrowserState("", storage_key="moss-lab-annotator")
     current = gr.State(None)
     with gr.Row(equal_height=True):
+        # no max_length: the browser would cut a long name silently; the store refuses it
         annotator = gr.Textbox(label="Your annotator name", placeholder="e.g. ada",
-                               elem_id="annotator", scale=1, max_length=MAX_NAME)
-        progress = gr.Markdown(elem_id="label-progress")
+                               elem_id="annotator", scale=2)
+        feedback = gr.Checkbox(False, label="Show the gold verdict after each vote (toy prompts)",
+                               elem_id="label-gold-toggle", scale=1)
     with gr.Accordion("Guidelines", open=False):
         gr.Markdown(GUIDELINES)
-    prompt = gr.Markdown(elem_id="label-prompt")
+    prompt = gr.Markdown(elem_id="label-prompt", latex_delimiters=[])
     with gr.Row(equal_height=True):
         left = gr.Textbox(label="A (left)", lines=5, interactive=False, elem_id="label-left")
         right = gr.Textbox(label="B (right)", lines=5, interactive=False, elem_id="label-right")
@@ -208,7 +375,15 @@ def build() -> dict:
         b_bad = gr.Button("Both are bad  [4]", elem_id="vote-bad")
         b_skip = gr.Button("Skip  [s]", size="sm", elem_id="vote-skip")
         b_undo = gr.Button("Undo  [u]", size="sm", variant="secondary", elem_id="vote-undo")
+    # the counter sits under the buttons, away from the corner where error toasts appear
+    progress = gr.Markdown(elem_id="label-progress")
+    note = gr.Markdown(elem_id="label-note")
+    earlier = gr.Dropdown([], value=None, label="Your earlier votes (pick one to see it again "
+                          "and change your vote)", elem_id="label-history")
     stats = gr.Markdown(elem_id="label-stats")
+    with gr.Accordion("Pairs on which annotators disagree", open=False):
+        disagree = gr.Dataframe(pd.DataFrame(columns=DISAGREE_COLUMNS), interactive=False,
+                                wrap=True, elem_id="label-disagreements")
     with gr.Accordion("Export and import", open=False):
         with gr.Row():
             ties = gr.Checkbox(label="Include ties (tie=true records)", value=False)
@@ -218,43 +393,48 @@ def build() -> dict:
         export_msg = gr.Markdown()
         gr.Markdown("Import a JSONL file with `prompt`/`chosen`/`rejected` records, or an "
                     "Anthropic HH-RLHF file (`chosen`/`rejected` conversations). The whole "
-                    "file is checked first; a bad line stores nothing.")
+                    "file is checked first; a bad line stores nothing. Votes already stored "
+                    "(the same person on the same pair) are not stored twice.")
         with gr.Row():
             upload = gr.File(label="File to import", file_types=[".jsonl", ".json"],
                              type="filepath", elem_id="import-file")
             import_fmt = gr.Radio(["auto", "prompt/chosen/rejected", "Anthropic HH"],
                                   value="auto", label="Format")
-        b_import = gr.Button("Import")
-        import_msg = gr.Markdown()
+        b_import = gr.Button("Import", elem_id="import-button")
+        import_msg = gr.Markdown(elem_id="import-message")
 
     screen = [prompt, left, right, current]
+    quiet = {"show_progress": "hidden", "api_visibility": "private"}
     for button, display in ((b_left, "left"), (b_right, "right"), (b_tie, "tie"),
                             (b_bad, "both_bad"), (b_skip, "skip")):
-        button.click(lambda a, c, d=display: vote(d, a, c), [annotator, current],
-                     [*screen, progress], concurrency_limit=8, show_progress="hidden",
-                     api_name=f"vote_{display}").success(
-            stats_text, annotator, stats, show_progress="hidden", api_visibility="private")
-    b_undo.click(undo, [annotator, current], [*screen, progress], api_name="undo",
-                 show_progress="hidden").success(stats_text, annotator, stats,
-                                                 show_progress="hidden", api_visibility="private")
+        button.click(lambda a, c, f, d=display: vote(d, a, c, f), [annotator, current, feedback],
+                     [*screen, progress, note, earlier], concurrency_limit=8,
+                     show_progress="hidden", api_name=f"vote_{display}").success(
+            panel, annotator, [stats, disagree], **quiet)
+    b_undo.click(undo, [annotator, current], [*screen, note, earlier, progress], api_name="undo",
+                 show_progress="hidden").success(panel, annotator, [stats, disagree], **quiet)
+    earlier.input(revisit, [earlier, annotator], [*screen, note], api_name="revisit",
+                  show_progress="hidden")
     # the name lives in the browser (localStorage): typed once, remembered next time
-    annotator.change(lambda a: a.strip(), annotator, remembered, api_visibility="private",
-                     show_progress="hidden")
+    annotator.change(labels.normalise_name, annotator, remembered, **quiet)
     annotator.submit(start, [annotator, current], [*screen, progress, stats],
-                     api_name="start", show_progress="hidden")
-    annotator.blur(lambda a: (progress_text(a), stats_text(a)), annotator, [progress, stats],
-                   api_visibility="private", show_progress="hidden")
+                     api_name="start", show_progress="hidden").success(
+        lambda a: (history(labels.normalise_name(a)), disagreements_frame()), annotator,
+        [earlier, disagree], **quiet)
+    annotator.blur(lambda a: (progress_text(labels.normalise_name(a)), *panel(a),
+                              history(labels.normalise_name(a))),
+                   annotator, [progress, stats, disagree, earlier], **quiet)
     b_jsonl.click(lambda t: export(t, "jsonl"), ties, [export_file, export_msg],
                   api_name="export_jsonl")
     b_parquet.click(lambda t: export(t, "parquet"), ties, [export_file, export_msg],
                     api_name="export_parquet")
     b_import.click(import_file, [upload, import_fmt, annotator], [import_msg, progress],
-                   api_name="import_labels")
+                   api_name="import_labels").success(panel, annotator, [stats, disagree], **quiet)
     return {"remembered": remembered, "annotator": annotator, "screen": screen,
-            "progress": progress, "stats": stats}
+            "progress": progress, "stats": stats, "disagree": disagree, "earlier": earlier}
 
 
 def wire_load(demo: gr.Blocks, parts: dict) -> None:
     demo.load(on_load, parts["remembered"],
-              [parts["annotator"], *parts["screen"], parts["progress"], parts["stats"]],
-              api_visibility="private")
+              [parts["annotator"], *parts["screen"], parts["progress"], parts["stats"],
+               parts["disagree"], parts["earlier"]], api_visibility="private")
