@@ -1,6 +1,7 @@
 """Loading policies by name, and building/caching the embedded toy base model.
 
-    load_policy("toy")                  the embedded base model (built on first use)
+    load_policy("toy")                  the embedded base model (shipped in the package,
+                                        copied to the data home on first use)
     load_policy("toy-s")                a bigger toy preset
     load_policy("/path/to/folder")      anything saved with save_pretrained
     load_policy("gpt2")                 a Hugging Face hub id (real from_pretrained)
@@ -9,6 +10,8 @@ The default never touches the network.
 """
 from __future__ import annotations
 
+import shutil
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -22,9 +25,16 @@ from .paths import models_dir
 from .pretrain import PRESETS, PretrainConfig, pretrain
 from .tokenizer import build_toy_tokenizer
 
-# Bump when the toy world or the recipe changes, so that stale caches are rebuilt.
+# Bump when the toy world or the recipe changes, so that stale caches are rebuilt (and
+# run tools/ship_toy_models.py, so that the package ships the new build).
 TOY_VERSION = 1
 INFO_FILE = "build_info.json"  # written last: its presence marks a complete build
+# The toy models built by the library itself, shipped in the package: the base model
+# (toy-xs-seed0-v1) and the toy reward model. A fresh data home gets a copy in a second
+# instead of a 3-minute build; tests/test_shipped_models.py checks that they equal a
+# fresh build, and tools/ship_toy_models.py rebuilds them.
+SHIPPED_DIR = Path(__file__).resolve().parent / "assets"
+_SHIPPED_LOCK = threading.Lock()
 
 
 class ModelNotFoundError(ValueError):
@@ -37,25 +47,36 @@ def toy_model_dir(size: str = "xs", seed: int = 0) -> Path:
 
 def build_toy_model(size: str = "xs", seed: int = 0, force: bool = False,
                     progress: bool = True) -> Path:
-    """Pretrain the toy base model and cache it; return its folder.
+    """The toy base model's folder in the data home; return it.
 
+    With force=False an intact cache is kept, and a missing one is copied from the
+    package when it ships this model (size "xs", seed 0); otherwise, or with force=True
+    (`moss-lab pretrain --force`), the model is pretrained from scratch (minutes).
     Writes into a temporary folder and renames it into place, so an interrupted build
-    never leaves a half-written model behind. With force=False an intact cache is kept.
+    never leaves a half-written model behind. Progress goes to a terminal bar and to
+    moss_lab.runs.phase (the app's status line; Stop ends the build there).
     """
+    from .runs import phase
+
     target = toy_model_dir(size, seed)
     if not force and _cache_ok(target):
         return target
+    if not force and copy_shipped(target, INFO_FILE):
+        return target
+    what = f"building the toy-{size} base model"
+    phase(what)
     tokenizer = build_toy_tokenizer()
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(desc=f"building toy-{size} base model (first use only)", unit="step")
+        bar = tqdm(desc=what, unit="step")
 
     def on_step(step: int, total: int, loss: float) -> None:
         if bar is not None:
             bar.total = total
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        phase(what, step, total)  # raises StopRequested when the run's Stop was pressed
 
     threads_before = torch.get_num_threads()
     set_cpu_threads(0)  # a tiny model: 1 thread unless the user says otherwise
@@ -77,6 +98,20 @@ def build_toy_model(size: str = "xs", seed: int = 0, force: bool = False,
 
 def _cache_ok(folder: Path) -> bool:
     return (folder / INFO_FILE).is_file() and (folder / "config.json").is_file()
+
+
+def copy_shipped(target: Path, marker: str) -> bool:
+    """Copy the shipped model named like `target` (SHIPPED_DIR/<target's name>) into
+    `target`, atomically; False when the package ships no complete model of that name
+    (another size or seed, or a version it was not rebuilt for)."""
+    source = SHIPPED_DIR / target.name
+    if not (source / marker).is_file():
+        return False
+    with _SHIPPED_LOCK:  # two first users at once (the Label tab and a run): one copy
+        if not (target / marker).is_file():
+            with files.building(target) as tmp:
+                shutil.copytree(source, tmp, dirs_exist_ok=True)
+    return True
 
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",

@@ -8,6 +8,8 @@ Each run lives in its own folder under `moss_lab.paths.runs_dir()`:
                     run's final figures
     metrics.jsonl   one JSON object per iteration (written by the library, or here)
     notes.json      the user's notes and tags ({"notes": str, "tags": [str]}), optional
+    progress.json   what the run is doing now, before and between its points (a phase:
+                    "building the toy reward model", step 120 of 399, 12 s), see phase()
     samples.jsonl, checkpoint/ ...  whatever the job writes
 
 The folders are the state: the app reads them, so a page reload or an app restart shows
@@ -15,13 +17,18 @@ the same thing. A run left "running" or "queued" by a process that is gone is sh
 interrupted.
 
 A job is a callable `job(run_dir, config, on_metrics, should_stop) -> dict | None`; it
-calls `should_stop()` every iteration and returns early when it is True. Jobs run in
+calls `should_stop()` every iteration and returns early when it is True. The slow
+preparations before the first iteration (building a toy model, generating pairs, critic
+pre-training) call `phase(what, done, total)` instead: it writes progress.json and raises
+StopRequested when Stop was pressed, so Stop reaches every phase. Jobs run in
 threads of this process (so the app can stream their metrics); at most
 `per_device` runs at a time on each device, and at most `queue_limit` runs waiting.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -51,6 +58,108 @@ class RunError(ValueError):
 
 class QueueFullError(RunError):
     """Too many runs are waiting already."""
+
+
+# ---------------------------------------------------------------------------------------
+# Phases: what a run is doing before its first point, and Stop inside library loops
+# ---------------------------------------------------------------------------------------
+class StopRequested(Exception):
+    """Raised by phase() when the run's Stop was pressed; the message is the reason
+    ("stopped by request during <phase>")."""
+
+
+_REPORTER = threading.local()  # this thread's (on_phase, should_stop), set by reporting()
+PHASE_WRITE_S = 0.5  # at most two progress.json writes a second (a new phase: at once)
+
+
+@contextlib.contextmanager
+def reporting(on_phase: Callable[[dict], None], should_stop: Callable[[], bool]):
+    """Within the block, phase() calls made in this thread go to `on_phase(record)` and
+    raise StopRequested when `should_stop()` is True. Outside any block phase() does
+    nothing, so a notebook or the CLI calls the same library code."""
+    before = getattr(_REPORTER, "value", None)
+    _REPORTER.value = {"on_phase": on_phase, "should_stop": should_stop,
+                       "what": None, "started": 0.0}
+    try:
+        yield
+    finally:
+        _REPORTER.value = before
+
+
+def phase(what: str, done: int | None = None, total: int | None = None,
+          unit: str = "step") -> None:
+    """Say what the current run is doing (`done` of `total` units, when known); raise
+    StopRequested("stopped by request during <what>") when the run's Stop was pressed."""
+    reporter = getattr(_REPORTER, "value", None)
+    if reporter is None:
+        return
+    if reporter["should_stop"]():
+        raise StopRequested(f"stopped by request during {what}")
+    now = time.monotonic()
+    if what != reporter["what"]:
+        reporter["what"], reporter["started"] = what, now
+    reporter["on_phase"]({"phase": what, "done": done, "total": total, "unit": unit,
+                          "elapsed_s": round(now - reporter["started"], 1)})
+
+
+def phase_text(record: dict | None) -> str:
+    """A progress record in words: 'building the toy reward model (step 120/399, 12 s)'."""
+    if not record or not record.get("phase"):
+        return ""
+    parts = []
+    if record.get("total"):
+        parts.append(f"{record.get('unit', 'step')} {record.get('done') or 0}/{record['total']}")
+    parts.append(f"{record.get('elapsed_s', 0):.0f} s")
+    return f"{record['phase']} ({', '.join(parts)})"
+
+
+class PhaseFile:
+    """on_phase for reporting(): the record goes to <run_dir>/progress.json (atomically),
+    at most every PHASE_WRITE_S seconds unless the phase changed or its end was reached."""
+
+    def __init__(self, run_dir: Path):
+        self.path, self.last, self.last_what = Path(run_dir) / "progress.json", 0.0, None
+
+    def __call__(self, record: dict) -> None:
+        now = time.monotonic()
+        new = record["phase"] != self.last_what
+        at_end = record.get("total") and record.get("done") == record["total"]
+        if new or at_end or now - self.last >= PHASE_WRITE_S:
+            write_json(self.path, {**record, "updated_at": time.time()})
+            self.last, self.last_what = now, record["phase"]
+
+
+@contextlib.contextmanager
+def phase_per_forward(model, what: str, total: int, unit: str = "step"):
+    """phase(what, k, total, unit) on every forward pass of `model` (each token step of a
+    generation): progress and Stop inside a loop with no hook of its own (Hugging Face
+    generate). k counts forward passes, capped at total."""
+    count = 0
+
+    def hook(module, args):
+        nonlocal count
+        count += 1
+        phase(what, min(count, total), total, unit)
+
+    handle = model.register_forward_pre_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def simulated_pairs(model, tokenizer, n: int, annotator, seed: int = 0,
+                    max_new_tokens: int = 40, what: str | None = None):
+    """moss_lab.preferences.toy_pairs (the same pairs), reporting the phase `what`
+    ("generating n simulated pairs") in token steps: toy_pairs samples its ~1.1 n prompts
+    twice in batches of 512, each up to max_new_tokens steps."""
+    from .preferences import toy_pairs
+
+    batches = math.ceil((n + n // 10 + 1) / 512)
+    with phase_per_forward(model, what or f"generating {n} simulated pairs",
+                           batches * max_new_tokens, unit="token step"):
+        return toy_pairs(model, tokenizer, n, annotator, seed=seed,
+                         max_new_tokens=max_new_tokens)
 
 
 def validate_name(name: str) -> str:
@@ -138,7 +247,9 @@ class RunManager:
             self._waiting += 1
             self._recent[key] = (time.monotonic(), name)
             stop = self._stops[name] = threading.Event()
-            slot = self._slots.setdefault(device, threading.Semaphore(self.per_device))
+            # one slot per physical device: "cuda" and "cuda:0" are the same GPU
+            slot_key = "cuda:0" if device in ("cuda", "gpu") else (device or "cpu")
+            slot = self._slots.setdefault(slot_key, threading.Semaphore(self.per_device))
             _LIVE.add(str(run_dir))
         write_json(run_dir / "config.json", {"kind": kind, "device": device, **config})
         self._set_status(run_dir, "queued", kind=kind, created_at=time.time())
@@ -174,7 +285,11 @@ class RunManager:
                     import torch
 
                     torch.set_num_threads(1)  # tiny models; see moss_lab.device
-                    final = job(run_dir, config, on_metrics, stop.is_set) or {}
+                    with reporting(PhaseFile(run_dir), stop.is_set):
+                        final = job(run_dir, config, on_metrics, stop.is_set) or {}
+                except StopRequested as err:  # Stop during a phase: nothing was saved
+                    self._set_status(run_dir, "stopped", reason=str(err), ended_at=time.time())
+                    return
                 except Exception as err:
                     self._set_status(run_dir, "failed", reason=f"{type(err).__name__}: {err}",
                                      traceback=traceback.format_exc(), ended_at=time.time())
@@ -297,9 +412,10 @@ def ppo_job(run_dir: Path, config: dict, on_metrics, should_stop) -> dict:
     from .ppo import PPOConfig, train_ppo
 
     fields = {k: v for k, v in config.items() if k not in ("kind",)}
+    phase("loading the policy, its reference, the critic and the reward model")
     result = train_ppo(PPOConfig.from_dict(fields), run_dir=run_dir, on_metrics=on_metrics,
                        should_stop=should_stop)
-    if result.status == "nan":  # the NaN guard ended it: a failure, with its reason
+    if result.status in ("nan", "oom"):  # NaN guard or out of memory: a failure, with why
         raise RuntimeError(result.reason)
     final = dict(result.history[-1]) if result.history else {}
     return {**final, "iterations": result.iterations, "elapsed_s": result.elapsed_s}
@@ -314,6 +430,7 @@ def reward_job(run_dir: Path, config: dict, on_metrics, should_stop) -> dict:
     from .labels import LabelStore
     from .reward import RewardConfig, train_reward_model
 
+    phase("reading the labels")
     store = LabelStore(config.get("labels_db"))
     try:
         pairs = store.preferences(include_ties=config.get("include_ties", False))
@@ -324,16 +441,17 @@ def reward_job(run_dir: Path, config: dict, on_metrics, should_stop) -> dict:
     n_sim = int(config.get("simulated", 0))
     if n_sim > 0:
         from .models import load_policy
-        from .preferences import toy_pairs
         from .toyworld import SimulatedAnnotator
 
+        phase(f"loading the base model {rm_config.base!r} to sample pairs")
         model, tokenizer = load_policy(rm_config.base, device="cpu")
         annotator = SimulatedAnnotator(noise=float(config.get("noise", SimulatedAnnotator.noise)),
                                        seed=rm_config.seed)
-        pairs += toy_pairs(model, tokenizer, n_sim, annotator, seed=rm_config.seed)
+        pairs += simulated_pairs(model, tokenizer, n_sim, annotator, seed=rm_config.seed)
     if len(pairs) < 2:
         raise ValueError(f"only {len(pairs)} usable pair(s): label some pairs (A or B "
                          "better) or add simulated pairs")
+    phase("loading the base model and starting training")
     _, _, final = train_reward_model(pairs, rm_config, run_dir=run_dir,
                                      on_metrics=on_metrics, should_stop=should_stop)
     # where the pairs came from, for the Reward model tab's summary
@@ -347,6 +465,7 @@ def _method_job(train, config_cls, run_dir: Path, config: dict, on_metrics, shou
     import dataclasses
 
     known = {f.name for f in dataclasses.fields(config_cls)}
+    phase("loading the policy and the reward model")
     result = train(config_cls(**{k: v for k, v in config.items() if k in known}),
                    run_dir=run_dir, on_metrics=on_metrics, should_stop=should_stop)
     if result.status == "nan":  # the NaN guard ended it: a failure, with its reason

@@ -5,10 +5,13 @@ is the truth (moss_lab.runs); a tick re-reads it and sends nothing when nothing 
 """
 from __future__ import annotations
 
+import time
+
 import gradio as gr
 
+from moss_lab.files import read_json
 from moss_lab.run_folder import read_metrics
-from moss_lab.runs import RunError
+from moss_lab.runs import RunError, phase_text
 
 from .context import get_lab, metric_frame
 
@@ -31,12 +34,25 @@ def status_line(name: str | None, rows: list[dict] | None = None, x: str = "iter
         where = f" · {x} {rows[-1].get(x, len(rows))}" + (f" of {total}" if total else "")
     state = "stopping" if info.stop_requested else info.state
     text = f"{ICONS.get(info.state, '')} Run **{name}**: {state}{where} · {len(rows)} points"
+    if info.state == "running" and not rows:  # before the first point: what it is doing
+        text += preparing(info.path)
     if info.stop_requested:
-        text += ("\n\n**Stopping:** the run stops at its next check, between iterations or "
-                 "steps; loading models and building the toy reward model cannot be cut short.")
+        text += ("\n\n**Stopping:** the run stops at its next check: between iterations or "
+                 "steps, and within a second or two while it builds a model, generates pairs "
+                 "or pre-trains the critic.")
     if info.reason and info.state in ("failed", "interrupted", "stopped"):
         text += f"\n\n**Why:** {info.reason}"
     return f"<span class='run-status' data-state='{info.state}' data-points='{len(rows)}'>{text}</span>"
+
+
+def preparing(run_dir) -> str:
+    """' · <phase> (step k/n, t s)' from the run's progress.json (moss_lab.runs.phase); the
+    time counts on between the run's writes."""
+    record = read_json(run_dir / "progress.json")
+    if not isinstance(record, dict) or not record.get("phase"):
+        return " · starting"  # the job has not reported its first phase yet
+    since = max(0.0, time.time() - float(record.get("updated_at") or time.time()))
+    return " · " + phase_text({**record, "elapsed_s": float(record.get("elapsed_s") or 0) + since})
 
 
 def tick(name: str | None, seen, metrics: list[str], x: str, total_key: str):
@@ -49,6 +65,8 @@ def tick(name: str | None, seen, metrics: list[str], x: str, total_key: str):
         return (status_line(name), *[gr.skip()] * len(metrics), None)
     rows = read_metrics(info.path)
     now = [name, info.state, len(rows), info.stop_requested]
+    if info.state == "running" and not rows:  # a preparation phase: its progress and time
+        now.append(preparing(info.path))
     if now == seen:
         return (gr.skip(), *[gr.skip()] * len(metrics), seen)
     if seen and seen[0] == name and seen[1] != info.state and info.state == "failed":

@@ -274,6 +274,9 @@ def run_trl(kind: str, config: MethodConfig, make_trainer: Callable, model, base
     """
     import tempfile
 
+    from ..runs import phase
+
+    phase(f"setting up trl's {kind.upper()} trainer and the first evaluation")  # the app's status
     start = time.perf_counter()
     run = RunFolder(run_dir, {"kind": kind, **config.to_dict(), **(extra_config or {})})
     history: list[dict] = []
