@@ -3,16 +3,19 @@
 Every default, choice and help text comes from PPOConfig (through moss_lab.app.forms), and
 PPOConfig refuses settings that cannot work: the tab shows its message. Runs go through
 the run manager (moss_lab.runs): they keep going when the browser closes, and reopening
-the page shows the newest run again.
+the page shows the newest run again. The device list shows what is here (CPU, each GPU
+with its memory), and a memory estimate under it follows the form (moss_lab.memory).
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from moss_lab.configs import field_help
+from moss_lab.device import available_devices, device_memory_gib
 from moss_lab.files import read_jsonl
 from moss_lab.ppo import PRESETS, PPOConfig
 from moss_lab.run_folder import new_run_name
@@ -28,7 +31,7 @@ FORM = {"kl_coef": "β: KL penalty (kl_coef)", "lr": "Learning rate", "iteration
         "batch_size": "Batch (prompts per rollout)", "minibatch_size": "Minibatch",
         "max_new_tokens": "Max new tokens", "seed": "Seed", "prompts": "Prompts"}
 MORE = ["kl_estimator", "reward_clip", "value_clip", "max_grad_norm", "critic_init",
-        "critic_pretrain_steps"]
+        "critic_pretrain_steps", "precision", "lora_rank", "lora_alpha", "lora_targets"]
 SWITCHES = forms.bool_fields(PPOConfig)
 DEFAULT_PRESET = "toy-fast"
 
@@ -68,6 +71,50 @@ def policy_choices() -> list[tuple[str, str]]:
     return out
 
 
+def default_device() -> str:
+    """The first GPU when there is one, else the CPU."""
+    return "cuda:0" if gpu_available() else "cpu"
+
+
+def parse_form(values) -> tuple[dict, list[str]]:
+    """(PPOConfig fields, problems) of the FORM and MORE values; an empty Prompts is left
+    for missing_inputs(), which says how to get prompts."""
+    given = dict(zip([*FORM, *MORE], values))
+    empty_prompts = not str(given.get("prompts") or "").strip()
+    fields, unreadable = forms.parse(PPOConfig, {k: v for k, v in given.items()
+                                                 if not (k == "prompts" and empty_prompts)})
+    if empty_prompts:
+        fields["prompts"] = ""
+    return fields, unreadable
+
+
+def form_config(preset, policy, reward, device, switches, values) -> PPOConfig:
+    """The PPOConfig the form describes (ValueError: a field PPOConfig refuses). An empty
+    policy or reward falls back to the preset's: "toy" for toy-fast, nothing for gpu-small
+    (missing_inputs() then says what to give)."""
+    fields, unreadable = parse_form(values)
+    if unreadable:
+        raise ValueError("; ".join(unreadable))
+    fields.update({s: s in (switches or []) for s in SWITCHES})
+    base = PRESETS.get(preset, PRESETS[DEFAULT_PRESET])
+    return dataclasses.replace(base, policy=policy or base.policy, reward=reward or base.reward,
+                               device=None if device == "auto" else device, **fields)
+
+
+def memory_text(preset, policy, reward, device, switches, *values) -> str:
+    """The memory estimate line under the device choice (model configs only, no weights)."""
+    from moss_lab.memory import describe, estimate_for_config
+
+    try:
+        config = form_config(preset, policy, reward, device, switches, values)
+        if config.missing_inputs():
+            return "*memory estimate: once the policy, reward model and prompts are chosen*"
+        where = device if device not in (None, "", "auto") else default_device()
+        return f"*{describe(estimate_for_config(config, where), device_memory_gib(where))}*"
+    except Exception as err:  # a half-typed folder name: say so, do not fail the form
+        return f"*memory estimate: unavailable ({type(err).__name__}: {err})*"
+
+
 def launch(name, preset, policy, reward, device, switches, *values):
     """Queue a PPO run; `values` are the FORM fields, then the MORE fields."""
     problems = []
@@ -75,9 +122,8 @@ def launch(name, preset, policy, reward, device, switches, *values):
         name = validate_name(name)
     except RunError as err:
         problems.append(str(err))
-    fields, unreadable = forms.parse(PPOConfig, dict(zip([*FORM, *MORE], values)))
+    fields, unreadable = parse_form(values)
     problems += unreadable
-    fields.update({s: s in (switches or []) for s in SWITCHES})
     config = None
     if preset in PRESETS and PRESETS[preset].device == "cuda" and not gpu_available():
         problems.append(f"the {preset} preset needs a CUDA GPU and there is none here; "
@@ -86,19 +132,18 @@ def launch(name, preset, policy, reward, device, switches, *values):
     if prompts and prompts != "toy" and not Path(prompts).is_file():
         problems.append(f"prompts file {prompts!r} not found: give a .txt or .jsonl file "
                         "(one prompt per line), or 'toy'")
-    if not (reward or "").strip():
-        problems.append("choose a reward model (Reward)")
-    if not unreadable:
+    if not unreadable and preset in PRESETS:
         try:
-            config = PPOConfig.preset(preset, policy=policy or "toy", reward=reward or "toy",
-                                      device=None if device == "auto" else device, **fields)
+            config = form_config(preset, policy, reward, device, switches, values)
+            missing = config.missing_inputs()  # gpu-small: policy, reward model, prompts
+            problems += ["missing " + "; ".join(missing)] if missing else []
         except ValueError as err:  # PPOConfig names the field
             problems.append(str(err))
     if problems:
         raise gr.Error("Not launched: " + "; ".join(problems))
-    if device == "cuda" and not gpu_available():
-        raise gr.Error("Not launched: no CUDA GPU here; choose cpu or auto.")
-    where = device if device != "auto" else ("cuda" if gpu_available() else "cpu")
+    if str(device).startswith("cuda") and not gpu_available():
+        raise gr.Error("Not launched: no CUDA GPU here; choose cpu.")
+    where = device if device not in (None, "", "auto") else default_device()
     try:
         get_lab().runs.submit(name, "ppo", config.to_dict(), ppo_job, device=where)
     except (QueueFullError, RunError) as err:
@@ -118,7 +163,9 @@ def form_of(name: str | None):
         return tuple(gr.skip() for _ in range(len(fields) + 4))
     known = PPOConfig().to_dict()
     values = {**known, **{k: v for k, v in config.items() if k in known}}
-    device = values["device"] if values["device"] in ("cpu", "cuda") else "auto"
+    present = [value for _, value in available_devices()]
+    device = {"cuda": "cuda:0"}.get(values["device"], values["device"])
+    device = device if device in present else default_device()
     return (values["policy"], values["reward"], device,
             *[values[f] for f in fields], [s for s in SWITCHES if values[s]])
 
@@ -180,9 +227,9 @@ def build(demo: gr.Blocks) -> dict:
             reward = gr.Dropdown(reward_choices(), value="toy", label="Reward",
                                  allow_custom_value=True, info=field_help(PPOConfig, "reward"),
                                  elem_id="ppo-reward")
-            devices = ["auto", "cpu"] + (["cuda"] if gpu_available() else [])
-            device = gr.Dropdown(devices, value="auto", label="Device (auto: GPU when present)",
+            device = gr.Dropdown(available_devices(), value=default_device(), label="Device",
                                  elem_id="ppo-device")
+            memory = gr.Markdown(elem_id="ppo-memory")
             numbers = [forms.field_input(PPOConfig, default, f, label, elem_id=f"ppo-{f}")
                        for f, label in FORM.items()]
             switches = gr.CheckboxGroup(SWITCHES, value=switches_of(default), label="Switches",
@@ -199,6 +246,9 @@ def build(demo: gr.Blocks) -> dict:
                                    column_widths=["9%", "22%", "49%", "10%", "10%"])
     preset.change(preset_values, preset, [policy, reward, *numbers, *more, switches],
                   api_visibility="private")
+    estimate_inputs = [preset, policy, reward, device, switches, *numbers, *more]
+    gr.on([c.change for c in estimate_inputs], memory_text, estimate_inputs, memory,
+          show_progress="hidden", trigger_mode="always_last", api_visibility="private")
     b_launch.click(launch, [name, preset, policy, reward, device, switches, *numbers, *more],
                    [watched, status, seen, name], api_name="ppo_launch")
     b_stop.click(watch.stop, watched, status, api_visibility="private")
@@ -208,7 +258,8 @@ def build(demo: gr.Blocks) -> dict:
                show_progress="hidden", concurrency_limit=None, api_visibility="private")
     form = [policy, reward, device, *numbers, *more, switches]
     demo.load(lambda: watch.latest_run("ppo"), None, watched, api_visibility="private").then(
-        form_of, watched, form, api_visibility="private")
+        form_of, watched, form, api_visibility="private").then(
+        memory_text, estimate_inputs, memory, api_visibility="private")
     gr.api(run_status, api_name="run_status")
     gr.api(stop_run, api_name="stop_run")
     return {"policy": policy, "reward": reward,

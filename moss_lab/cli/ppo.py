@@ -5,11 +5,14 @@
     moss-lab ppo --preset gpu-small --policy my-sft --reward runs/rm-1 --prompts prompts.jsonl
 
 Every PPOConfig field is a flag (--field-name); `--help` shows their docstrings, and the
-flags not given keep the preset's values. Ctrl-C stops after the current iteration and
+flags not given keep the preset's values. Before a run starts it says what is missing (a
+real-model preset needs --policy, --reward and --prompts; gpu-small needs a CUDA GPU) and
+prints a memory estimate (moss_lab.memory). Ctrl-C stops after the current iteration and
 still saves the run.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -25,7 +28,7 @@ class PPO:
 
     preset: Literal["toy-fast", "gpu-small"] = "toy-fast"
     """Starting configuration (moss_lab.ppo.config.PRESETS): "toy-fast", the toy world on a
-    laptop CPU, or "gpu-small", a ~100M model on one GPU. Flags override its fields."""
+    laptop CPU, or "gpu-small", a ~100-500M model on one GPU. Flags override its fields."""
     run_dir: Path | None = None
     """Folder for config.json, metrics.jsonl, samples.jsonl, result.json and the saved
     policy (default: <data home>/runs/ppo-<time>)."""
@@ -50,6 +53,31 @@ def parse(argv: list[str]) -> PPO:
     return parse_args(PPO, argv, prog="moss-lab ppo", default=default)
 
 
+def preflight(config: PPOConfig) -> list[str]:
+    """What stops this config from running here, in words (empty: ready)."""
+    from ..device import pick_device
+
+    problems = config.missing_inputs()
+    try:
+        pick_device(config.device)
+    except ValueError as err:
+        problems.append(str(err))
+    return problems
+
+
+def memory_line(config: PPOConfig) -> str:
+    """The memory estimate, or why there is none (a model name that cannot be read)."""
+    from ..device import device_memory_gib, pick_device
+    from ..memory import describe, estimate_for_config
+
+    device = pick_device(config.device)
+    try:
+        estimate = estimate_for_config(config, device)
+        return f"{describe(estimate, device_memory_gib(device))} on {device}"
+    except Exception as err:  # an unreadable model name: the run itself will say more
+        return f"memory estimate: unavailable ({type(err).__name__}: {err})"
+
+
 def main(argv: list[str]) -> int:
     from tqdm.auto import tqdm
 
@@ -59,9 +87,15 @@ def main(argv: list[str]) -> int:
 
     options = parse(argv)
     config = options.config
+    problems = preflight(config)
+    if problems:
+        print(f"moss-lab ppo --preset {options.preset}: not started: " + "; ".join(problems),
+              file=sys.stderr)
+        return 2
     run_dir = options.run_dir or runs_dir() / new_run_name("ppo")
     print(f"PPO run -> {run_dir}  (policy {config.policy}, reward {config.reward}, "
           f"{config.iterations} iterations of {config.batch_size} responses)")
+    print(memory_line(config))
     bar = tqdm(total=config.iterations, unit="it", desc="ppo")
 
     def on_metrics(row: dict) -> None:
@@ -85,4 +119,4 @@ def main(argv: list[str]) -> int:
     print(f"  metrics: {run_dir / 'metrics.jsonl'}")
     if (run_dir / "policy").is_dir():
         print(f"  policy:  {run_dir / 'policy'}  (moss-lab ppo --policy {run_dir / 'policy'} ...)")
-    return 1 if result.status == "nan" else 0
+    return 1 if result.status in ("nan", "oom") else 0

@@ -6,7 +6,7 @@ PPO-max switch says what MOSS did and what turning it off shows.
 
     PPOConfig()                                  # toy-fast
     PPOConfig.preset("toy-fast", kl_coef=0.0)    # a preset with overrides (Lab 08: no KL)
-    PPOConfig.preset("gpu-small", policy="gpt2", reward="runs/rm-gpt2")
+    PPOConfig.preset("gpu-small", policy="my-sft", reward="runs/rm-1", prompts="p.jsonl")
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class PPOConfig:
     """Where prompts come from: "toy" (drawn from the toy world), or a .txt file (one prompt
     per line) or .jsonl file (a "prompt" field per line)."""
     device: str | None = None
-    """"cpu", "cuda", "mps", or None for the best available."""
+    """"cpu", "cuda" (or "cuda:1", a GPU by number), "mps", or None for the best available."""
     threads: int | None = None
     """CPU threads; None: 1 for tiny models (faster on a busy laptop), torch's default else."""
     seed: int = 0
@@ -130,6 +130,25 @@ class PPOConfig:
     ptx_batch_size: int = 16
     """Base-model texts per minibatch for the ptx loss."""
 
+    # ---- precision and memory (real models on a GPU; memory.py estimates the cost) ----------
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """"bf16": forwards under bf16 autocast, the frozen reference and reward model stored in
+    bf16; trained weights, Adam states, log-probs and losses stay fp32. "auto": bf16 on a
+    CUDA GPU that supports it, fp32 elsewhere. "fp32": everything in fp32."""
+    gradient_checkpointing: bool = False
+    """Keep only each layer's input during the update and recompute the rest in the backward
+    pass: activation memory / ~layers, for ~30% more update time (policy and critic)."""
+    lora_rank: int = 0
+    """LoRA rank r of the policy (peft): train W + (lora_alpha / r) B A with B (d_out x r),
+    A (r x d_in) on the lora_targets layers, the rest frozen. 0: full fine-tuning. The
+    saved policy has the adapters merged in: a plain model folder."""
+    lora_alpha: float = 16.0
+    """LoRA scale numerator: the update is (lora_alpha / lora_rank) B A."""
+    lora_targets: str = "auto"
+    """Comma-separated names of the policy's layers that get LoRA adapters, e.g.
+    "q_proj,v_proj". "auto": the attention projections (GPT-2's c_attn; q_proj, k_proj,
+    v_proj, o_proj of Llama, Qwen2, Mistral)."""
+
     # ---- logging and saving --------------------------------------------------------------
     sample_every: int = 5
     """Write a few responses to samples.jsonl every this many iterations (and the first)."""
@@ -164,6 +183,7 @@ class PPOConfig:
         "ptx_coef": between(0, 100), "ptx_batch_size": between(1, 4096),
         "sample_every": between(0, 100_000), "n_samples": between(0, 4096),
         "save_every": between(0, 100_000),
+        "lora_rank": between(0, 4096), "lora_alpha": between(0, 1e6, lo_open=True),
     }
 
     def __post_init__(self) -> None:
@@ -171,10 +191,35 @@ class PPOConfig:
         checks = [
             (self.kl_estimator in ("k1", "k2", "k3"), "kl_estimator must be k1, k2 or k3"),
             (self.critic_init in ("reward", "policy"), "critic_init must be 'reward' or 'policy'"),
+            (self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
+            (bool(str(self.lora_targets).strip(" ,")),
+             "lora_targets must name layers (e.g. 'q_proj,v_proj') or be 'auto'"),
         ]
         errors = check_bounds(self) + [message for ok, message in checks if not ok]
         if errors:
             raise ValueError("invalid PPO config: " + "; ".join(errors))
+
+    def missing_inputs(self, given: tuple[str, ...] = ()) -> list[str]:
+        """What this config still needs before it can run, each with how to get it: a
+        real-model preset (gpu-small) leaves policy, reward and prompts empty on purpose.
+        `given`: inputs passed another way (train_ppo's policy= and reward_model=)."""
+        needs = {
+            "policy": "a policy (Policy; --policy): your SFT model's folder, saved with "
+                      "save_pretrained, or a Hugging Face hub id such as gpt2",
+            "reward": "a reward model (Reward; --reward): the model/ folder of a reward run; "
+                      "train one on your preference pairs with `moss-lab train-rm --hh "
+                      "pairs.jsonl --base <the policy's folder>`",
+            "prompts": "prompts (Prompts; --prompts): a .txt file with one prompt per line, "
+                       "or a .jsonl file with a \"prompt\" field per line",
+        }
+        return [how for name, how in needs.items() if name not in given
+                and isinstance(getattr(self, name), str) and not getattr(self, name).strip()]
+
+    def check_inputs(self, given: tuple[str, ...] = ()) -> None:
+        """ValueError naming every missing input (policy, reward model, prompts)."""
+        missing = self.missing_inputs(given)
+        if missing:
+            raise ValueError("this PPO run is missing " + "; ".join(missing))
 
     # ---- helpers -------------------------------------------------------------------------
     @classmethod
@@ -202,12 +247,22 @@ class PPOConfig:
 PRESETS: dict[str, PPOConfig] = {
     # The embedded toy world on a laptop CPU: seconds per iteration.
     "toy-fast": PPOConfig(),
-    # A ~100M Hugging Face model on one GPU. `policy` should be an SFT model and `reward`
-    # a reward model trained on its outputs (moss-lab train-rm); prompts from a file.
+    # A ~100-500M Hugging Face model on one 24-80 GB GPU. No defaults for the inputs: the
+    # policy should be your SFT model, the reward model one trained on its outputs
+    # (moss-lab train-rm --base <policy>), the prompts a file (missing_inputs() says so).
+    # Memory (moss_lab.memory, prompts of 256 tokens; measured formulas, not a promise):
+    # GPT-2 124M ~8 GiB, GPT-2 medium 355M ~17 GiB, Qwen2.5-0.5B ~29 GiB (its 152k-word
+    # vocabulary makes the rollout's logits the largest part: lower batch_size on 24 GB).
+    # bf16 autocast ("auto"); gradient checkpointing on, as it cuts the update's
+    # activations ~6x (355M: 31 -> 17 GiB) for ~30% more update time; full fine-tuning, not
+    # LoRA, which is PPO's reference recipe, and LoRA would save only the policy's
+    # gradients and Adam states (~3-5 GiB here) while the critic stays full (--lora-rank 16
+    # when that is what is missing).
     "gpu-small": PPOConfig(
-        policy="gpt2", reward="", prompts="", device="cuda", iterations=200,
+        policy="", reward="", prompts="", device="cuda", iterations=200,
         batch_size=64, minibatch_size=16, ppo_epochs=2, max_new_tokens=64,
         temperature=1.0, lr=1e-6, critic_lr=3e-6, kl_coef=0.05, critic_pretrain_steps=5,
         missing_eos_penalty=1.0, sample_every=10, save_every=50,
+        precision="auto", gradient_checkpointing=True, lora_rank=0,
     ),
 }

@@ -120,9 +120,12 @@ def policy_forward(model, inputs: dict, response_ids: torch.Tensor,
     """(log pi(response token), entropy or None) at each response position, both (B, T).
 
     The logits at column P - 1 + t predict response token t: the last T + 1 columns but one.
+    No KV cache: nothing follows this pass (a cache would cost memory, and under gradient
+    checkpointing a recomputed block would append to it twice).
     """
     T = response_ids.shape[1]
-    logits = model(**inputs, **_keep_last(model, T + 1)).logits[:, -T - 1:-1].float() / temperature
+    logits = model(**inputs, use_cache=False,
+                   **_keep_last(model, T + 1)).logits[:, -T - 1:-1].float() / temperature
     entropy = entropy_from_logits(logits) if with_entropy else None
     return token_logprobs(logits, response_ids), entropy
 
@@ -135,7 +138,7 @@ def critic_forward(critic, inputs: dict, n_prompt: int) -> torch.Tensor:
     at columns P - 1 ... P + T - 2.
     """
     body = getattr(critic, critic.base_model_prefix)
-    hidden = body(**inputs).last_hidden_state[:, n_prompt - 1:-1]
+    hidden = body(**inputs, use_cache=False).last_hidden_state[:, n_prompt - 1:-1]
     return critic.score(hidden).squeeze(-1).float()
 
 

@@ -4,6 +4,12 @@
     reference   a frozen copy of the initial policy, the anchor of the KL penalty
     critic      the value model V(state), a separate network (PPO-max: init from the RM)
     reward      a function (prompts, responses) -> scores, usually a reward model
+
+On a GPU (PPOConfig.precision, gradient_checkpointing, lora_rank): the policy and critic
+keep fp32 weights (the trainer runs their forwards under bf16 autocast); the frozen
+reference and a reward model loaded here are stored in bf16; LoRA adapters (peft) make
+only a few matrices of the policy trainable, and the reference stays a separate frozen
+copy of the initial policy (simplest; in bf16 it costs 2 bytes per parameter).
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from .. import toyworld
-from ..device import pick_device
+from ..device import compute_dtype, pick_device
 from ..models import load_policy
 from ..reward import load_reward_model
 from ..scoring import score
@@ -78,6 +84,11 @@ def make_reward(spec, config, tokenizer, device) -> RewardFunction:
 
 def load_models(config, policy=None, reward_model=None):
     """(policy, tokenizer, reference, critic, reward_fn, device) for a run."""
+    given = tuple(name for name, value in (("policy", policy), ("reward", reward_model))
+                  if value is not None)
+    config.check_inputs(given)  # a real-model preset without a policy, reward or prompts
+    if config.device:
+        pick_device(config.device)  # no CUDA here: a message that says what to do
     if policy is None:
         model, tokenizer = load_policy(config.policy, device=config.device, threads=config.threads)
     else:
@@ -91,14 +102,107 @@ def load_models(config, policy=None, reward_model=None):
     tokenizer.padding_side = "left"
     check_prompt_lengths(config, tokenizer, model)  # before anything is written
     check_new_tokens_fit(config, tokenizer, model)
-    ref = copy.deepcopy(model).eval()
+    dtype = compute_dtype(config.precision, device)
+    model = model.float()  # fp32 master weights (a checkpoint may be saved in bf16)
+    ref = copy.deepcopy(model).to(dtype).eval()
     for p in ref.parameters():
         p.requires_grad_(False)
     reward = make_reward(reward_model, config, tokenizer, device)
-    critic = make_critic(config, model, tokenizer, reward)
+    critic = make_critic(config, model, tokenizer, reward).to(device, torch.float32)
+    if reward.model is not None and (reward_model is None or isinstance(reward_model, (str, Path))):
+        reward.model.to(dtype)  # loaded here, frozen: bf16 halves it (a model passed in stays)
+    if config.lora_rank:
+        model = add_lora(model, config)
     # every model stays in eval mode: dropout off, so that the log-probabilities of the
     # rollout and of the update agree ("The N implementation details of RLHF")
-    return model.eval(), tokenizer, ref, critic.to(device).eval(), reward, device
+    model, critic = model.eval(), critic.eval()
+    if config.gradient_checkpointing:
+        enable_checkpointing(model)
+        enable_checkpointing(critic)
+    return model, tokenizer, ref, critic, reward, device
+
+
+# ---------------------------------------------------------------------------------------
+# Memory savers: LoRA adapters and gradient checkpointing
+# ---------------------------------------------------------------------------------------
+# The attention projections by name: GPT-2 (c_attn: q, k, v in one), Llama, Qwen2, Mistral
+# (q/k/v/o_proj), GPT-NeoX (query_key_value), Phi-3 (qkv_proj).
+ATTENTION_LAYERS = ("c_attn", "q_proj", "k_proj", "v_proj", "o_proj", "query_key_value",
+                    "qkv_proj")
+
+
+def linear_layer_names(model) -> set[str]:
+    """The last name part of every linear layer (nn.Linear, or GPT-2's Conv1D)."""
+    return {name.rpartition(".")[2] for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"}
+
+
+def lora_target_names(model, targets: str = "auto") -> list[str]:
+    """The layer names that get LoRA adapters: `targets` split on commas, or with "auto"
+    the attention projections this model has. A ValueError lists the names there are."""
+    present = linear_layer_names(model)
+    auto = targets.strip() == "auto"
+    wanted = ATTENTION_LAYERS if auto else [t.strip() for t in targets.split(",") if t.strip()]
+    found = [t for t in wanted if t in present]
+    unknown = [t for t in wanted if t not in present and not auto]
+    if unknown or not found:
+        what = (f"has no layer named {', '.join(unknown)}" if unknown else
+                "has none of the attention projections LoRA 'auto' knows "
+                f"({', '.join(ATTENTION_LAYERS)})")
+        raise ValueError(f"lora_targets: the policy ({type(model).__name__}) {what}; its "
+                         f"linear layers are {', '.join(sorted(present))}: name some with "
+                         "--lora-targets (comma-separated)")
+    return found
+
+
+def add_lora(model, config):
+    """Inject LoRA adapters (peft) into the policy: W x + (alpha / r) B A x on the target
+    layers, B = 0 at the start (so the policy starts as the base); every other weight is
+    frozen. Returns the same transformers model (its forward and config unchanged), not
+    peft's wrapper, so that the rollout and the update call it as before."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = lora_target_names(model, config.lora_targets)
+    conv1d = any(type(m).__name__ == "Conv1D" for name, m in model.named_modules()
+                 if name.rpartition(".")[2] in targets)  # GPT-2 stores W transposed
+    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0,
+                      target_modules=targets, fan_in_fan_out=conv1d, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora).base_model.model  # the adapters live in `model`
+
+
+def merge_lora(model, copy_first: bool = True):
+    """A plain transformers model for saving: each LoRA layer folded into its weight,
+    W <- W + (alpha / r) B A, and replaced by the layer it wrapped. Without adapters the
+    model itself. copy_first=False merges in place (the end of a run)."""
+    from peft.tuners.lora import LoraLayer
+
+    if not any(isinstance(m, LoraLayer) for m in model.modules()):
+        return model
+    if copy_first:
+        model = copy.deepcopy(model)
+    for name, layer in [(n, m) for n, m in model.named_modules() if isinstance(m, LoraLayer)]:
+        layer.merge()
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, layer.get_base_layer())
+    model.__dict__.pop("peft_config", None)  # peft's note on the model: not a peft model now
+    return model
+
+
+def enable_checkpointing(model) -> None:
+    """Gradient checkpointing: keep each transformer block's input only and recompute the
+    block in the backward pass (use_reentrant=False: works with frozen embeddings, LoRA)."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    enable = (getattr(model, "activation_checkpointing_enable", None)
+              or model.gradient_checkpointing_enable)  # transformers 5 / 4.x
+    enable({"use_reentrant": False})
+    # transformers checkpoints a block only in training mode, and the trainer keeps every
+    # model in eval mode (dropout off): flag the blocks alone, their dropouts stay off.
+    # Without gradients (the rollout) a block runs as is, KV cache included; the update's
+    # forwards ask for no cache (rollout.policy_forward, critic_forward).
+    for m in model.modules():
+        if isinstance(m, GradientCheckpointingLayer):
+            m.training = True
 
 
 def make_critic(config, policy, tokenizer, reward: RewardFunction):
