@@ -54,9 +54,9 @@ def build_toy_model(size: str = "xs", seed: int = 0, force: bool = False,
     (`moss-lab pretrain --force`), the model is pretrained from scratch (minutes).
     Writes into a temporary folder and renames it into place, so an interrupted build
     never leaves a half-written model behind. Progress goes to a terminal bar and to
-    moss_lab.runs.phase (the app's status line; Stop ends the build there).
+    moss_lab.progress.phase (the app's status line; Stop ends the build there).
     """
-    from .runs import phase
+    from .progress import phase
 
     target = toy_model_dir(size, seed)
     if not force and _cache_ok(target):

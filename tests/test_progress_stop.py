@@ -7,9 +7,11 @@ import time
 
 import pytest
 
+from moss_lab import progress as progress_module
 from moss_lab import runs
 from moss_lab.files import read_json
-from moss_lab.runs import PhaseFile, RunManager, StopRequested, phase, phase_text, reporting
+from moss_lab.progress import PhaseFile, StopRequested, phase, phase_text, reporting
+from moss_lab.runs import RunManager
 
 STOP_LATENCY_S = 5.0  # the goal; measured under load from other jobs on 2 cores
 
@@ -76,9 +78,9 @@ def test_phase_outside_a_run_does_nothing_and_inside_reports_and_stops():
 
 def test_phase_file_writes_at_most_twice_a_second_but_always_a_new_phase(tmp_path, monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr(runs.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock[0])
     writes = []
-    monkeypatch.setattr(runs, "write_json", lambda path, obj: writes.append(dict(obj)))
+    monkeypatch.setattr(progress_module, "write_json", lambda path, obj: writes.append(dict(obj)))
     on_phase = PhaseFile(tmp_path)
     for done in range(1, 6):  # five calls within 0.4 s: only the first is written
         clock[0] = 100.0 + 0.1 * (done - 1)
@@ -97,7 +99,7 @@ def test_simulated_pairs_are_toy_pairs_and_report_token_steps(toy_policy):
     model, tokenizer = toy_policy
     seen = []
     with reporting(seen.append, lambda: False):
-        pairs = runs.simulated_pairs(model, tokenizer, 30, SimulatedAnnotator(0.5, seed=1),
+        pairs = progress_module.simulated_pairs(model, tokenizer, 30, SimulatedAnnotator(0.5, seed=1),
                                      seed=4, max_new_tokens=12)
     assert pairs == toy_pairs(model, tokenizer, 30, SimulatedAnnotator(0.5, seed=1), seed=4,
                               max_new_tokens=12)

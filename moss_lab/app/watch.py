@@ -11,7 +11,8 @@ import gradio as gr
 
 from moss_lab.files import read_json
 from moss_lab.run_folder import read_metrics
-from moss_lab.runs import RunError, phase_text
+from moss_lab.progress import phase_text
+from moss_lab.runs import RunError
 
 from .context import get_lab, metric_frame
 
@@ -46,7 +47,7 @@ def status_line(name: str | None, rows: list[dict] | None = None, x: str = "iter
 
 
 def preparing(run_dir) -> str:
-    """' · <phase> (step k/n, t s)' from the run's progress.json (moss_lab.runs.phase); the
+    """' · <phase> (step k/n, t s)' from the run's progress.json (moss_lab.progress.phase); the
     time counts on between the run's writes."""
     record = read_json(run_dir / "progress.json")
     if not isinstance(record, dict) or not record.get("phase"):

@@ -274,7 +274,7 @@ def run_trl(kind: str, config: MethodConfig, make_trainer: Callable, model, base
     """
     import tempfile
 
-    from ..runs import phase
+    from ..progress import phase
 
     phase(f"setting up trl's {kind.upper()} trainer and the first evaluation")  # the app's status
     start = time.perf_counter()

@@ -17,7 +17,7 @@ import torch
 from .. import files, toyworld
 from ..models import build_toy_model, copy_shipped, resolve_toy
 from ..paths import models_dir
-from ..runs import phase, simulated_pairs
+from ..progress import phase, simulated_pairs
 
 TOY_RM_VERSION = 3
 TOY_RM_PAIRS = 4000
@@ -28,7 +28,7 @@ RM_INFO_FILE = "rm_info.json"  # written last: its presence marks a complete bui
 def toy_reward_model_dir(policy: str = "toy", force: bool = False) -> Path:
     """Folder of the toy reward model for a toy policy: the cache, else the shipped copy,
     else (or with force=True) trained from scratch (~45 s; progress and Stop through
-    moss_lab.runs.phase)."""
+    moss_lab.progress.phase)."""
     size = resolve_toy(policy) or "xs"
     target = models_dir() / f"toy-rm-{size}-seed{TOY_RM_SEED}-n{TOY_RM_PAIRS}-v{TOY_RM_VERSION}"
     if not force and (target / RM_INFO_FILE).is_file():
