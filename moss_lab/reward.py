@@ -13,6 +13,8 @@ with the remedies of "Secrets of RLHF, Part II" for noisy labels as options:
     margin           m: a fixed margin, the record's own `margin` field (like trl),
                      and/or an adaptive margin = adaptive_margin * preference strength
     flip_fraction    swap chosen/rejected of the pairs with the lowest preference strength
+    smooth_fraction  smooth only the pairs with the strength closest to 0 (ambiguous)
+    contrastive_coef + a SimCSE-style InfoNCE term on the representations (Lab 11)
     lm_coef          + lm_coef * next-token loss on prompt + chosen (Part I)
     center_coef      + center_coef * mean((r_c + r_r)^2), trl's `center_rewards_coefficient`
 
@@ -24,7 +26,8 @@ Preference strength: Part II estimates it with an ensemble of reward models; her
 the gap r_c - r_r of the model itself, measured once on every training pair when epoch
 `remedy_epoch` starts (by then it has learned the easy, mostly correct majority; a pair it
 strongly disagrees with is probably mislabelled). Simple, and one model is all a laptop
-can afford.
+can afford. Lab 11 measures it with an ensemble (moss_lab.preference_strength) and passes
+it in: train_reward_model(..., strength=s).
 
 Metrics written per step to metrics.jsonl (and sent to `on_metrics`):
     step, epoch, lr, loss, train/accuracy, train/margin, reward/mean, reward/std, time/step_s
@@ -43,7 +46,7 @@ from typing import Callable, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
-from . import files, preferences
+from . import distributed, files, preferences
 from .configs import Bound, between, check_bounds
 from .preferences import Preference
 from .run_folder import RunFolder
@@ -143,13 +146,25 @@ class RewardConfig:
     """Swap chosen and rejected of this fraction of the pairs with the weakest preference
     strength (probably mislabelled)."""
     remedy_epoch: int = 1
-    """The epoch (0-based) at which preference strength is measured, for the two above."""
+    """The epoch (0-based) at which preference strength is measured, for the remedies that
+    need it (flip_fraction, smooth_fraction, adaptive_margin); a strength given to
+    train_reward_model (e.g. an ensemble's, moss_lab.preference_strength) is used from
+    the first epoch instead."""
+    smooth_fraction: float = 0.0
+    """0: label_smoothing applies to every pair. > 0: only to this fraction of the pairs
+    with the preference strength closest to 0 (ambiguous, Part II), once it is measured."""
     lm_coef: float = 0.0
     """Weight of a next-token loss on prompt + chosen (Part I); 0.5 added ~0.015 gold
     agreement to the deeper toy model (3 seeds)."""
     center_coef: float = 0.0
     """Weight of mean((r_c + r_r)^2), keeping rewards centred on 0; trl's
     center_rewards_coefficient."""
+    contrastive_coef: float = 0.0
+    """Weight of a SimCSE-style InfoNCE term on the reward model's representations (Part
+    II): two dropout views of each pair's h_chosen - h_rejected, the other pairs of the
+    batch as negatives (moss_lab.preference_strength.contrastive_loss)."""
+    contrastive_temperature: float = 0.1
+    """The InfoNCE temperature t of that term."""
 
     # The range of every numeric field (moss_lab.configs): __post_init__ checks it for the
     # library, the CLI and the app; the app's forms take their minimum/maximum from it.
@@ -162,7 +177,9 @@ class RewardConfig:
         "label_smoothing": between(0, 0.5), "margin": between(-100, 100),
         "adaptive_margin": between(0, 100), "flip_fraction": between(0, 0.5),
         "remedy_epoch": between(0, 1000), "lm_coef": between(0, 100),
-        "center_coef": between(0, 100),
+        "center_coef": between(0, 100), "smooth_fraction": between(0, 1),
+        "contrastive_coef": between(0, 100),
+        "contrastive_temperature": between(0, 10, lo_open=True),
     }
 
     def __post_init__(self) -> None:
@@ -339,8 +356,8 @@ def pair_loss(model, tokenizer, pairs: list[Preference], config: RewardConfig,
     n = len(pairs)
     batch = reward_inputs(tokenizer, [p.prompt for p in pairs] * 2,
                           [p.chosen for p in pairs] + [p.rejected for p in pairs], device)
-    # one pass serves both terms: the LM term reads the same last hidden state
-    out = model(**batch, output_hidden_states=bool(config.lm_coef))
+    # one pass serves every term: the LM and contrastive terms read the same last hidden state
+    out = model(**batch, output_hidden_states=bool(config.lm_coef or config.contrastive_coef))
     rewards = out.logits[:, 0]
     r_c, r_r = rewards[:n], rewards[n:]
     if margins is None:
@@ -353,6 +370,13 @@ def pair_loss(model, tokenizer, pairs: list[Preference], config: RewardConfig,
     if config.lm_coef:
         chosen = {k: v[:n] for k, v in batch.items()}
         loss = loss + config.lm_coef * _lm_loss(model, out.hidden_states[-1][:n], chosen)
+    if config.contrastive_coef:
+        from .preference_strength import contrastive_loss
+
+        # what the head reads: the hidden state of each text's last token (left padding)
+        h = out.hidden_states[-1][:, -1]
+        loss = loss + config.contrastive_coef * contrastive_loss(
+            h[:n], h[n:], config.contrastive_temperature)
     with torch.no_grad():
         labelled = ~torch.tensor([p.tie for p in pairs], device=rewards.device)
         diff = (r_c - r_r)[labelled]
@@ -373,9 +397,21 @@ def pair_margins(pairs: list[Preference], config: RewardConfig, strength=None) -
     return m
 
 
-def pair_smoothing(pairs: list[Preference], config: RewardConfig) -> torch.Tensor:
-    """eps_i = label_smoothing, or 0.5 for a tie (a tie says both orders are equally likely)."""
-    return torch.tensor([0.5 if p.tie else config.label_smoothing for p in pairs])
+def pair_smoothing(pairs: list[Preference], config: RewardConfig, strength=None) -> torch.Tensor:
+    """eps_i = label_smoothing, or 0.5 for a tie (a tie says both orders are equally likely).
+
+    With smooth_fraction > 0, label_smoothing goes only to that fraction of the labelled
+    pairs with the smallest |strength_i| (the ambiguous ones), and to none before the
+    strength is known."""
+    eps = [0.5 if p.tie else config.label_smoothing for p in pairs]
+    if config.smooth_fraction > 0:
+        labelled = [i for i, p in enumerate(pairs) if not p.tie]
+        k = int(len(labelled) * config.smooth_fraction)
+        ambiguous = set() if strength is None else \
+            set(sorted(labelled, key=lambda i: abs(strength[i].item()))[:k])
+        eps = [0.5 if p.tie else config.label_smoothing if i in ambiguous else 0.0
+               for i, p in enumerate(pairs)]
+    return torch.tensor(eps)
 
 
 def flip_weakest(pairs: list[Preference], strength: torch.Tensor, fraction: float):
@@ -419,7 +455,7 @@ def train_reward_model(pairs: list[Preference], config: RewardConfig | None = No
                        run_dir: str | Path | None = None,
                        on_metrics: Callable[[dict], None] | None = None,
                        should_stop: Callable[[], bool] | None = None,
-                       eval_pairs: list[Preference] | None = None):
+                       eval_pairs: list[Preference] | None = None, strength=None):
     """Train a reward model on preference pairs; return (model, tokenizer, final).
 
     Held-out pairs: `eval_pairs`, else a random `config.eval_fraction` of `pairs`.
@@ -429,13 +465,27 @@ def train_reward_model(pairs: list[Preference], config: RewardConfig | None = No
     each step: training then ends early and what was learned so far is evaluated and saved.
     final: the evaluate_reward_model() dict on held-out pairs plus seconds, steps, n_train,
     n_eval, stopped, flipped (and run_dir with a run_dir).
+    Launched as W processes (accelerate launch, torchrun), each takes 1/W of every batch,
+    gradients are averaged, and only the first writes and calls on_metrics
+    (docs/scale_out.md).
+    `strength`: one preference strength per pair of `pairs`, measured elsewhere (an
+    ensemble's, moss_lab.preference_strength); the remedies that need one use it from the
+    first epoch instead of measuring the model's own gap at remedy_epoch.
     """
     from .device import pick_device, set_cpu_threads
 
     config = config or RewardConfig()
     pairs = [preferences.validate(p) for p in pairs]
+    if strength is not None:
+        strength = torch.as_tensor(strength, dtype=torch.float32).detach().cpu().clone()
+        if strength.shape != (len(pairs),):
+            raise ValueError(f"strength must hold one number per pair: {len(pairs)} pairs, "
+                             f"strength of shape {tuple(strength.shape)}")
     if eval_pairs is None:
         train, held_out = split_pairs(pairs, config.eval_fraction, config.seed)
+        if strength is not None:  # the same shuffle: each training pair keeps its strength
+            strength = strength[split_pairs(list(range(len(pairs))), config.eval_fraction,
+                                            config.seed)[0]]
     else:
         train, held_out = pairs, [preferences.validate(p) for p in eval_pairs]
     if not train:
@@ -452,12 +502,16 @@ def train_reward_model(pairs: list[Preference], config: RewardConfig | None = No
             if isinstance(module, torch.nn.Embedding):
                 module.weight.requires_grad_(False)
     model.to(device).train()
+    distributed.broadcast_parameters(model)  # under a launcher: every process starts alike
 
-    folder = RunFolder(run_dir, {**asdict(config), "n_train": len(train), "n_eval": len(held_out)})
+    # only the main process writes (and reports); alone, that is this process
+    main = distributed.is_main()
+    folder = RunFolder(run_dir if main else None,
+                       {**asdict(config), "n_train": len(train), "n_eval": len(held_out)})
 
     def emit(record: dict) -> None:
         folder.log(record)
-        if on_metrics is not None:
+        if on_metrics is not None and main:
             on_metrics(record)
 
     rng = random.Random(config.seed)
@@ -466,29 +520,37 @@ def train_reward_model(pairs: list[Preference], config: RewardConfig | None = No
     trainable = [q for q in model.parameters() if q.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total, config))
-    strength, flipped, stopped, step, last_eval = None, [], False, 0, None
-    wants_strength = config.flip_fraction > 0 or config.adaptive_margin > 0
+    flipped, stopped, step, last_eval = [], False, 0, None
+    wants_strength = (config.flip_fraction > 0 or config.adaptive_margin > 0
+                      or config.smooth_fraction > 0)
+    remedy_at = 0 if strength is not None else min(config.remedy_epoch, config.epochs - 1)
     for epoch in range(config.epochs):
         # ---- remedies: measure preference strength once, flip the weakest pairs ----
-        remedy_now = epoch == min(config.remedy_epoch, config.epochs - 1)
-        if wants_strength and remedy_now and strength is None:
-            r_c, r_r = pair_scores(model, tokenizer, train)
-            strength = r_c - r_r
+        if wants_strength and epoch == remedy_at:
+            if strength is None:
+                r_c, r_r = pair_scores(model, tokenizer, train)
+                strength = r_c - r_r
             if config.flip_fraction > 0:
                 train, flipped = flip_weakest(train, strength, config.flip_fraction)
                 strength[flipped] = -strength[flipped]
         margins_all = pair_margins(train, config, strength)
-        smoothing_all = pair_smoothing(train, config)
+        smoothing_all = pair_smoothing(train, config, strength)
         # ---- one pass over the training pairs ----
         for idx in _batches(train, config.batch_size, config.bucket_by_length, rng):
-            if should_stop is not None and should_stop():
+            if distributed.any_true(should_stop is not None and should_stop()):
                 stopped = True
                 break
             t0 = time.perf_counter()
-            loss, stats = pair_loss(model, tokenizer, [train[i] for i in idx], config,
-                                    margins_all[idx], smoothing_all[idx], device)
+            # data parallel (docs/scale_out.md): this process's pairs of the batch, idx[r::W]
+            # (alone: all of them); one left without a pair steps with a weight-0 pair
+            mine = distributed.my_rows(idx)
+            rows = mine or idx[:1]
+            loss, stats = pair_loss(model, tokenizer, [train[i] for i in rows], config,
+                                    margins_all[rows], smoothing_all[rows], device)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * distributed.share(len(mine))).backward()  # weight W n_r / n (1 alone)
+            distributed.average_gradients(model)  # g = (1/W) sum_r g_r, before clipping
+            stats = distributed.mean_stats(stats, len(mine))  # pair-weighted over processes
             torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
             opt.step()
             sched.step()
@@ -511,6 +573,6 @@ def train_reward_model(pairs: list[Preference], config: RewardConfig | None = No
                  n_eval=len(held_out), stopped=stopped, flipped=len(flipped))
     folder.save_model(model, tokenizer, MODEL_SUBDIR)
     folder.write("result.json", {"status": "stopped" if stopped else "finished", **final})
-    if folder.path is not None:
-        final["run_dir"] = str(folder.path)
+    if run_dir is not None:  # every process says where the main one wrote
+        final["run_dir"] = str(Path(run_dir))
     return model, tokenizer, final

@@ -50,15 +50,17 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float,
 
 
 def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool = True,
-           eps: float = 1e-8) -> torch.Tensor:
+           eps: float = 1e-8, moments=None) -> torch.Tensor:
     """(x - mean) / std over the masked entries; with shift_mean=False the mean is kept.
 
     Advantage normalisation (PPO-max): it keeps the policy step size independent of the
-    reward scale. Padded entries are returned as 0.
+    reward scale. Padded entries are returned as 0. `moments(x, mask) -> (mean, var)`
+    defaults to masked_moments; the trainer passes moss_lab.distributed.global_moments,
+    so that processes sharing a batch whiten by the whole batch's moments.
     """
     if mask is None:
         mask = torch.ones_like(x)
-    mean, var = masked_moments(x, mask)
+    mean, var = (moments or masked_moments)(x, mask)
     out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean
