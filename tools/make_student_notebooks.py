@@ -18,6 +18,9 @@ Outputs, execution counts and run metadata are stripped too, with nbstripout's A
 
     python tools/make_student_notebooks.py                 # labs/*.ipynb -> labs/student/
     python tools/make_student_notebooks.py --out DIR a.ipynb
+
+Only labs/*.ipynb are read: the answer key in labs/instructor/ is never copied. To grade
+what the students hand back: `moss-lab grade` (labs/README.md, "Teaching a course").
 """
 from __future__ import annotations
 

@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "best-of-n": ("best_of_n", "evaluate best-of-n sampling for a ladder of n (no training)"),
     "eval": ("eval", "compare two policies: win rates with 95% intervals"),
     "board": ("board", "leaderboard of the compared policies (Bradley-Terry, 95% intervals)"),
+    "export-labels": ("export_labels", "write the stored labels as a dataset for trl's trainers"),
+    "grade": ("grade", "grade student lab notebooks: a CSV and a report per student"),
 }
 
 
