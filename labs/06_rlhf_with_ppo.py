@@ -69,10 +69,11 @@ print("runs in", RUNS)
 # %% [markdown]
 # ## 1. The policy and the reward model
 #
-# `load_policy("toy")` gives the toy base model (built once and cached).
+# `load_policy("toy")` gives the toy base model (shipped with the library, copied into the
+# data home on first use; `moss-lab pretrain --force` builds it from scratch).
 # `toy_reward_model_dir()` gives a reward model trained, as in lab 03, on 4000 pairs of
-# the base model's own samples labelled by a noisy simulated annotator (it is trained on
-# first use, about a minute, then cached). How good is it? We label 300 fresh pairs and
+# the base model's own samples labelled by a noisy simulated annotator (shipped too; a
+# test rebuilds it from scratch and finds it identical). How good is it? We label 300 fresh pairs and
 # measure how often it orders them like the gold score.
 
 # %%

@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"moss-lab: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
+    if os.environ.get("RANK", "0") != "0":  # under torchrun/accelerate: one process speaks
+        sys.stdout = open(os.devnull, "w")   # (errors still reach stderr)
     try:
         return module.main(rest) or 0
     except SystemExit as exit:  # tyro: --help (0) or a bad flag (2, after its message)
