@@ -12,6 +12,11 @@ Judges
            (toy prompts only). Its scores are discrete, so ties are common.
     rm     a reward model's score r(prompt, response) (moss_lab.scoring.score); the toy
            reward model by default. It only ties on identical responses.
+    people blind votes in the Label tab: save_with_people() stores the N pairs (A's and
+           B's responses to each prompt) in the label store; people_verdicts() reads the votes
+           cast on them so far (and the Compare tab's blind picks between the same two
+           policies). Per pair, with s = +1 for a vote for A's response, -1 for B's, 0 for
+           tie or both-bad (skips ignored): v = sign(sum of s) (the majority; even = tie).
 
 Verdicts and rates. For prompt i with scores s_A(i), s_B(i) and tolerance tol:
 
@@ -54,7 +59,9 @@ from pathlib import Path
 import numpy as np
 
 MAX_PROMPTS = 10_000
-JUDGES = ("gold", "rm")
+MAX_PEOPLE_PAIRS = 1_000  # pairs queued for people by one eval: more would never be labelled
+JUDGES = ("gold", "rm")  # the machine judges: they score every response
+ALL_JUDGES = (*JUDGES, "people")
 VERDICT_NAMES = {1: "a", 0: "tie", -1: "b"}  # stored as `winner`
 PROMPT_SEED_OFFSET = 977  # eval prompts: toyworld.sample_prompts(n, seed=977 + seed)
 
@@ -257,12 +264,14 @@ def resolve_reward(spec: str | None) -> Path:
 
 
 def parse_judges(text: str | Sequence[str]) -> tuple[str, ...]:
-    """"gold", "rm", "gold,rm" (or a list) -> a tuple of distinct judges, in order."""
+    """"gold", "rm", "people", "gold,rm,people" (or a list) -> a tuple of distinct judges,
+    in order."""
     items = text.split(",") if isinstance(text, str) else list(text)
     judges = tuple(dict.fromkeys(j.strip().lower() for j in items if j.strip()))
-    bad = [j for j in judges if j not in JUDGES]
+    bad = [j for j in judges if j not in ALL_JUDGES]
     if not judges or bad:
-        raise EvalError(f"judge must be gold, rm or gold,rm (not {text!r})")
+        raise EvalError(f"judge must be gold, rm or people, or several joined by commas "
+                        f"(e.g. gold,rm) (not {text!r})")
     return judges
 
 
@@ -345,7 +354,7 @@ class Comparison:
     def by_judge(self) -> dict:
         seed = self.settings.get("seed", 0)
         out = {}
-        for judge in self.judges:
+        for judge in self.judges:  # the machine judges (people vote later)
             s_a, s_b = self.scores[judge]
             out[judge] = {**summarize(self.verdicts[judge], self.n_resamples, seed),
                           "mean_score_a": float(s_a.mean()), "mean_score_b": float(s_b.mean())}
@@ -361,9 +370,10 @@ class Comparison:
         `--judge gold` and `--judge rm` read alike; `by_judge` has every judge's, and
         `agreement` every pair of judges' ("gold~rm"; empty for one judge)."""
         by_judge = self.by_judge()
-        first = self.judges[0]
+        first = self.judges[0] if self.judges else None  # None: people only, no rates yet
         return {"a": self.a.key, "b": self.b.key, "judge": first, "judges": list(self.judges),
-                **by_judge[first], "by_judge": by_judge, "agreement": self.agreements(),
+                "n": len(self.prompts), **by_judge.get(first, {}), "by_judge": by_judge,
+                "agreement": self.agreements(),
                 "mean_length_a": float(np.mean([len(r.split()) for r in self.responses_a])),
                 "mean_length_b": float(np.mean([len(r.split()) for r in self.responses_b])),
                 **{k: v for k, v in self.settings.items() if k not in ("a", "b")}}
@@ -376,7 +386,7 @@ class Comparison:
             s_a, s_b = self.scores[judge]
             for i, prompt in enumerate(self.prompts):
                 rows.append({
-                    "eval": name, "judge": judge, "a": self.a.key, "b": self.b.key,
+                    "eval": name, "judge": judge, "index": i, "a": self.a.key, "b": self.b.key,
                     "winner": VERDICT_NAMES[int(self.verdicts[judge][i])],
                     "score_a": float(s_a[i]), "score_b": float(s_b[i]), "prompt": prompt,
                     "response_a": self.responses_a[i], "response_b": self.responses_b[i],
@@ -393,6 +403,9 @@ def prepare(a: str, b: str, n: int, judges: str | Sequence[str] = ("gold",),
 
     check_n(n)
     judges = parse_judges(judges)
+    if "people" in judges and n > MAX_PEOPLE_PAIRS:
+        raise EvalError(f"{n:,} pairs are too many for people to label: ask them about "
+                        f"{MAX_PEOPLE_PAIRS:,} at most (e.g. --prompts 50)")
     ref_a, ref_b = resolve_policy(a), resolve_policy(b)
     if ref_a.key == ref_b.key:
         raise EvalError(f"A and B are the same policy ({ref_a.key}): compare two different "
@@ -414,6 +427,8 @@ def compare(a: str, b: str, n: int = 200, judges: str | Sequence[str] = ("gold",
     """Policy A against policy B on n prompts (toy prompts drawn with `seed` unless given).
 
     Every input is checked, and every model loaded, before the first response is sampled.
+    "people" among the judges is checked here and left to save_with_people (the result's
+    judges are the machine judges).
     `on_progress(stage, k)` is told of k more responses sampled ("sample a", "sample b")
     or scored ("judge rm"). max_new_tokens defaults to the toy-fast PPO preset's 20, the
     length a toy PPO run learned to answer in.
@@ -421,6 +436,7 @@ def compare(a: str, b: str, n: int = 200, judges: str | Sequence[str] = ("gold",
     from .toyworld import sample_prompts
 
     ref_a, ref_b, judges = prepare(a, b, n, judges, prompts)
+    judges = tuple(j for j in judges if j in JUDGES)
     prompts = list(prompts[:n]) if prompts is not None else sample_prompts(
         n, seed=PROMPT_SEED_OFFSET + seed)
     rm_path = resolve_reward(reward) if "rm" in judges else None
@@ -537,4 +553,197 @@ def report_lines(summary: dict) -> list[str]:
         lines.append(f"  {pair}: same verdict on {100 * g['agreement']:.1f}% "
                      f"{ci_text(*g['agreement_ci95'])} of pairs; on the {g['decisive']} pairs "
                      f"neither called a tie: {dec}; kappa {g['kappa']:.3f}")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------
+# People as a judge: blind pairs in the Label tab, verdicts from the stored votes
+# ---------------------------------------------------------------------------------------
+def people_pairs(result: Comparison, name: str) -> list:
+    """The blind pairs of an eval: response_a = A's, response_b = B's answer to prompt i
+    (the Label tab shows them in a random left/right order), sources = the policies' keys,
+    id "<name>/<i>/<random>" (unique even if an eval file was deleted and its name reused).
+    Prompts on which A and B answered the same, or one answered nothing, are no comparison
+    and are not asked."""
+    import uuid
+
+    from .labels import Pair
+
+    return [Pair(f"{name}/{i}/{uuid.uuid4().hex[:6]}", p, ra, rb, ea, eb, result.a.key, result.b.key)
+            for i, (p, ra, rb, ea, eb) in enumerate(zip(result.prompts, result.responses_a,
+                                                        result.responses_b, result.ended_a,
+                                                        result.ended_b))
+            if ra != rb and ra.strip() and rb.strip()]
+
+
+def save_with_people(result: Comparison, store, name: str | None = None,
+                     root: str | Path | None = None) -> tuple[Path, int]:
+    """save(result) plus the people's pairs: one "people" row per queued pair in
+    <evals>/<name>.jsonl (winner "pending", its pair_id) and the pairs in the label store,
+    all or nothing (the file is removed if the pairs cannot be stored). (path, pairs queued)."""
+    from . import files
+    from .labels import add_pairs
+
+    name = check_name(name, root)
+    pairs = people_pairs(result, name)
+    index = {p.id: int(p.id.split("/")[-2]) for p in pairs}
+    created = time.strftime("%Y-%m-%dT%H:%M:%S")
+    people = [{"eval": name, "judge": "people", "index": index[p.id], "a": result.a.key,
+               "b": result.b.key, "winner": "pending", "pair_id": p.id, "prompt": p.prompt,
+               "response_a": p.response_a, "response_b": p.response_b, "ended_a": p.ended_a,
+               "ended_b": p.ended_b, "seed": result.settings.get("seed"), "created_at": created}
+              for p in pairs]
+    text = "".join(json.dumps(row) + "\n" for row in result.rows(name) + people)
+    path = files.write_text(evals_dir(root) / f"{name}.jsonl", text)
+    try:
+        add_pairs(store, pairs)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path, len(pairs)
+
+
+def policy_key(source: str | None) -> str | None:
+    """The key of a policy named in a vote's source_a/source_b ("toy", a folder) as
+    resolve_policy gives it, so that Compare's picks and eval pairs name policies alike."""
+    if not source:
+        return None
+    try:
+        return resolve_policy(source).key
+    except EvalError:
+        return str(source)
+
+
+def all_rows(root: str | Path | None = None) -> list[dict]:
+    from . import files
+
+    rows = []
+    for path in sorted(evals_dir(root).glob("*.jsonl")):
+        rows += files.read_jsonl(path)
+    return rows
+
+
+def vote_sign(vote: dict, key_a: str, keys: dict) -> int:
+    """+1: the vote prefers policy key_a's response; -1: the other's; 0: tie or both bad."""
+    if vote["choice"] not in ("A", "B"):
+        return 0
+    winner = keys[vote["source_a"] if vote["choice"] == "A" else vote["source_b"]]
+    return 1 if winner == key_a else -1
+
+
+def people_verdicts(name: str | None = None, a: str | None = None, b: str | None = None,
+                    store=None, root: str | Path | None = None, n_resamples: int = 2000,
+                    seed: int = 0) -> dict:
+    """The people's verdicts so far on an eval's pairs (`name`), or on every pair of two
+    policies (`a`, `b`: all evals' pairs and Compare picks between them), plus the Compare
+    picks between the same two policies in both cases.
+
+    Per pair: v = sign(sum of the votes' s), s = +1 for A's response, -1 for B's, 0 tie or
+    both bad (skips ignored); pairs with no vote yet are `pending`. The rates and intervals
+    are summarize(v) (as for the other judges) with `votes` and `annotators` counted.
+    `agreement`: people against gold (toy prompts: toyworld's gold score of the two
+    responses) and against the reward model (where the eval stored rm judgements of the
+    same prompt), on the pairs people judged.
+    """
+    from .labels import JUDGED, LabelStore
+
+    rows = all_rows(root)
+    if name is not None:
+        mine = [r for r in rows if r.get("eval") == name]
+        if not mine:
+            raise EvalError(f"no eval named {name!r} in {evals_dir(root)}: give a stored eval's "
+                            "name (moss-lab eval --judge people --name ...)")
+        key_a, key_b = mine[0]["a"], mine[0]["b"]
+        asked = {r["pair_id"] for r in mine if r.get("judge") == "people"}
+    else:
+        if a is None or b is None:
+            raise EvalError("give an eval name, or the two policies a and b")
+        key_a, key_b = resolve_policy(a).key, resolve_policy(b).key
+        if key_a == key_b:
+            raise EvalError(f"A and B are the same policy ({key_a})")
+        asked = {r["pair_id"] for r in rows if r.get("judge") == "people"
+                 and {r.get("a"), r.get("b")} == {key_a, key_b}}
+    own = store is None
+    store = LabelStore() if own else store
+    try:
+        votes = store.votes()
+        keys: dict = {}
+        for v in votes:
+            for source in (v["source_a"], v["source_b"]):
+                if source not in keys:
+                    keys[source] = policy_key(source)
+        sums: dict[str, int] = {}
+        voters: set = set()
+        n_votes = 0
+        for v in votes:
+            compare_pick = (v["source"] == "compare" and v["source_a"] != v["source_b"]
+                            and {keys[v["source_a"]], keys[v["source_b"]]} == {key_a, key_b})
+            if v["choice"] not in JUDGED or not (v["pair_id"] in asked or compare_pick):
+                continue
+            sums[v["pair_id"]] = sums.get(v["pair_id"], 0) + vote_sign(v, key_a, keys)
+            voters.add(v["annotator"])
+            n_votes += 1
+        pairs = {pid: store.get_pair(pid) for pid in sums}
+    finally:
+        if own:
+            store.close()
+    judged = list(sums)
+    out = {"eval": name, "a": key_a, "b": key_b, "judge": "people", "queued": len(asked),
+           "pending": len(asked - set(judged)), "votes": n_votes, "annotators": len(voters),
+           "pairs": len(judged), "agreement": {}}
+    if not judged:
+        return {**out, "n": 0}
+    v_people = np.sign([sums[p] for p in judged]).astype(np.int8)
+    out.update(summarize(v_people, n_resamples, seed))
+    for judge, other in (("gold", _gold_verdicts(judged, pairs, key_a, keys)),
+                         ("rm", _stored_verdicts(judged, rows, "rm", key_a))):
+        both = [i for i, p in enumerate(judged) if p in other]
+        if both:
+            out["agreement"][f"people~{judge}"] = agreement(
+                v_people[both], [other[judged[i]] for i in both], n_resamples, seed)
+    return out
+
+
+def _gold_verdicts(pair_ids, pairs, key_a, keys) -> dict[str, int]:
+    """Gold's verdict (+1: key_a's response scores higher) of each pair on a toy prompt."""
+    from .toyworld import gold_score, has_gold
+
+    out = {}
+    for pid in pair_ids:
+        pair = pairs.get(pid)
+        if pair is None or not has_gold(pair.prompt):
+            continue
+        v = int(verdicts([gold_score(pair.prompt, pair.response_a, pair.ended_a).total],
+                         [gold_score(pair.prompt, pair.response_b, pair.ended_b).total])[0])
+        out[pid] = v if keys.get(pair.source_a, policy_key(pair.source_a)) == key_a else -v
+    return out
+
+
+def _stored_verdicts(pair_ids, rows, judge: str, key_a: str) -> dict[str, int]:
+    """A stored judge's verdict on the prompt of each eval pair (same eval, same index)."""
+    where = {(r["eval"], r.get("index")): r["pair_id"] for r in rows
+             if r.get("judge") == "people" and r.get("pair_id") in set(pair_ids)}
+    sign = {"a": 1, "tie": 0, "b": -1}
+    out = {}
+    for r in rows:
+        pid = where.get((r.get("eval"), r.get("index")))
+        if r.get("judge") == judge and pid is not None and r.get("winner") in sign:
+            out[pid] = sign[r["winner"]] * (1 if r["a"] == key_a else -1)
+    return out
+
+
+def people_lines(s: dict) -> list[str]:
+    """A few readable lines about people_verdicts()."""
+    who = "person" if s["annotators"] == 1 else "people"
+    head = (f"people: A = {label_of(s['a'])} vs B = {label_of(s['b'])}: {s['votes']} votes by "
+            f"{s['annotators']} {who} on {s['pairs']} pairs; {s['pending']} of "
+            f"{s['queued']} queued pairs still wait for a vote")
+    if not s["n"]:
+        return [head, "  no votes yet: label the pairs in the app's Label tab"]
+    lines = [head, (f"  people A wins {100 * s['win_rate']:5.1f}% {ci_text(*s['win_rate_ci95'])}  "
+                    f"tie {100 * s['tie_rate']:5.1f}% {ci_text(*s['tie_rate_ci95'])}  "
+                    f"B wins {100 * s['loss_rate']:5.1f}% {ci_text(*s['loss_rate_ci95'])}")]
+    for pair, g in s["agreement"].items():
+        lines.append(f"  {pair}: same verdict on {100 * g['agreement']:.1f}% "
+                     f"{ci_text(*g['agreement_ci95'])} of {g['n']} pairs")
     return lines

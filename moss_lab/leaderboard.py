@@ -4,8 +4,11 @@
 
 Input: pairwise outcomes (model_a, model_b, winner), winner in {"a", "b", "tie"}, e.g.
 the per-prompt verdicts that `moss-lab eval` stores (moss_lab.evaluate), one board per
-judge: the gold board and the reward-model board are never mixed (nor, later, with the
-people's votes).
+judge: the gold board, the reward-model board and the people's board are never mixed.
+The people's board counts every stored vote (moss_lab.labels) whose pair has two
+different policies as sources (an eval's blind pairs, the Compare tab's blind picks):
+one vote is one game, "A"/"B" a win, "tie" and "both_bad" a tie (as Chatbot Arena
+counts "both are bad"), skips nothing.
 
 The model (Bradley-Terry). Each policy i has a strength theta_i and
 
@@ -65,6 +68,27 @@ class Outcome:
 def outcomes_from_judgements(rows: Iterable[dict]) -> list[Outcome]:
     """Stored judgements (moss_lab.evaluate.read_judgements) as outcomes."""
     return [Outcome(r["a"], r["b"], r["winner"]) for r in rows]
+
+
+def outcomes_from_votes(votes: Iterable[dict]) -> list[Outcome]:
+    """Stored votes (LabelStore.votes()) between two different policies as outcomes; the
+    policies named as moss_lab.evaluate.policy_key names them (the keys of the gold and rm
+    boards)."""
+    from .evaluate import policy_key
+
+    keys: dict = {}
+    winner = {"A": "a", "B": "b", "tie": "tie", "both_bad": "tie"}
+    out = []
+    for v in votes:
+        if v.get("choice") not in winner:
+            continue
+        for source in (v.get("source_a"), v.get("source_b")):
+            if source not in keys:
+                keys[source] = policy_key(source)
+        a, b = keys[v.get("source_a")], keys[v.get("source_b")]
+        if a and b and a != b:
+            out.append(Outcome(a, b, winner[v["choice"]]))
+    return out
 
 
 def _check(outcomes: Sequence[Outcome]) -> list[str]:

@@ -191,7 +191,7 @@ def test_an_unbeaten_model_needs_the_prior():
     (["--b", "toy-s", "--prompts", "0"], "between 1 and 10,000"),
     (["--b", "toy-s", "--prompts", "1000000"], "between 1 and 10,000"),
     (["--b", "/no/such/checkpoint"], "not found"),
-    (["--b", "toy-s", "--judge", "people"], "gold, rm or gold,rm"),
+    (["--b", "toy-s", "--judge", "oracle"], "judge must be gold, rm or people"),
 ])
 def test_bad_input_is_refused_with_exit_2_and_nothing_stored(capsys, home, argv, words):
     code, out = run(capsys, "eval", *argv)

@@ -4,7 +4,7 @@ RLOO and best-of-n runs.
     moss-lab app                      # http://127.0.0.1:7860
     moss-lab app --port 8000 --auth teacher:secret
 
-One gr.Blocks with five tabs (moss_lab/app/tab_*.py), each a thin layer over the library:
+One gr.Blocks with six tabs (moss_lab/app/tab_*.py), each a thin layer over the library:
 labels in moss_lab.labels (SQLite), runs in moss_lab.runs (background threads, one folder
 per run), training in moss_lab.reward, moss_lab.ppo and moss_lab.methods. The Train tab
 offers the method (a radio): PPO's form (tab_ppo) or another method's (tab_methods). Objects
@@ -15,7 +15,15 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import tab_compare, tab_label, tab_methods, tab_ppo, tab_reward, tab_runs
+from . import (
+    tab_compare,
+    tab_evaluate,
+    tab_label,
+    tab_methods,
+    tab_ppo,
+    tab_reward,
+    tab_runs,
+)
 from .context import get_lab
 
 # Keyboard shortcuts for the Label tab (its votes): the script lives with the tab.
@@ -57,10 +65,12 @@ def build_app() -> gr.Blocks:
                 methods = tab_methods.build(method, note, ppo_box)
             with gr.Tab("Runs", id="runs") as runs_tab:
                 runs = tab_runs.build()
+            with gr.Tab("Evaluate", id="evaluate") as evaluate_tab:
+                tab_evaluate.build(evaluate_tab)  # win rates, people's pairs, leaderboards
         tab_label.wire_load(demo, label)
         tab_compare.wire_picks(compare, label["annotator"])  # blind picks are votes
         for tab, key in ((compare_tab, "compare"), (label_tab, "label"), (reward_tab, "reward"),
-                         (ppo_tab, "ppo"), (runs_tab, "runs")):
+                         (ppo_tab, "ppo"), (runs_tab, "runs"), (evaluate_tab, "evaluate")):
             tab.select(lambda key=key: key, None, open_tab, api_visibility="private")
         demo.load(lambda key: gr.Tabs(selected=key) if key and key != "label" else gr.skip(),
                   open_tab, tabs, api_visibility="private")

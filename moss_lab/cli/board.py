@@ -2,11 +2,13 @@
 
     moss-lab board                  # the gold board
     moss-lab board --judge rm       # the reward-model board (all reward models, or --reward)
+    moss-lab board --judge people   # the people's board: votes between two policies
 
 Bradley-Terry ratings on the Elo scale (the anchor, the base model "toy", is 1000; +191
 points = a 75% expected win rate) with bootstrap 95% intervals, fitted on the stored
-per-prompt judgements (<data home>/evals/*.jsonl) of one judge: the boards are never
-mixed. The definitions are in moss_lab.leaderboard. The last line printed is one JSON
+per-prompt judgements (<data home>/evals/*.jsonl) of one judge, or (people) on the votes
+in the label store whose pair has two policies (eval pairs, Compare's blind picks): the
+boards are never mixed. The definitions are in moss_lab.leaderboard. The last line printed is one JSON
 object: {"judge", "judgements", "anchor", "models": [{"model", "label", "rating",
 "rating_ci95", "games", "wins", "ties", "losses"}, ...]} (best first). Exit code 1 when no
 judgements are stored, 2 for bad flags.
@@ -24,8 +26,9 @@ from ..configs import parse_args
 class Board:
     """Rate every compared policy (Bradley-Terry, Elo scale, bootstrap 95% intervals)."""
 
-    judge: Literal["gold", "rm"] = "gold"
-    """Whose judgements: "gold" (the toy world's true score) or "rm" (reward models)."""
+    judge: Literal["gold", "rm", "people"] = "gold"
+    """Whose judgements: "gold" (the toy world's true score), "rm" (reward models) or
+    "people" (votes in the label store between two policies)."""
     reward: str | None = None
     """With --judge rm: only the judgements of this reward-model folder (default: all)."""
     anchor: str = "toy"
@@ -51,21 +54,31 @@ def main(argv: list[str]) -> int:
 
     options = parse_args(Board, argv, prog="moss-lab board")
     anchor = {"toy-xs": "toy"}.get(options.anchor, options.anchor)
-    rows = read_judgements(options.judge, reward=options.reward)
-    if not rows:
-        print(f"moss-lab board: no {options.judge} judgements stored in {evals_dir()}: "
-              f"run moss-lab eval --judge {options.judge} first")
+    if options.judge == "people":
+        outcomes, rows = people_outcomes(), None
+        where = "the label store"
+    else:
+        rows = read_judgements(options.judge, reward=options.reward)
+        outcomes, where = outcomes_from_judgements(rows), evals_dir()
+    if not outcomes:
+        how = ("vote on pairs of two policies (moss-lab eval --judge people, then the app's "
+               "Label tab, or Compare's blind mode)" if options.judge == "people"
+               else f"run moss-lab eval --judge {options.judge}")
+        print(f"moss-lab board: no {options.judge} judgements stored in {where}: {how} first")
         return 1
     try:
-        board = leaderboard(outcomes_from_judgements(rows), anchor=anchor, l2=options.l2,
+        board = leaderboard(outcomes, anchor=anchor, l2=options.l2,
                             n_resamples=options.bootstrap, seed=options.seed)
     except BoardError as err:
         print(f"moss-lab board: error: {err}")
         return 2
-    rewards = sorted({r["reward"] for r in rows if r.get("reward")})
-    print(f"{options.judge} board: {len(rows)} judgements from "
-          f"{len({r.get('eval') for r in rows})} evals"
-          + (f" (reward models: {', '.join(rewards)})" if rewards else ""))
+    if rows is None:
+        print(f"people board: {len(outcomes)} votes between two policies")
+    else:
+        rewards = sorted({r["reward"] for r in rows if r.get("reward")})
+        print(f"{options.judge} board: {len(rows)} judgements from "
+              f"{len({r.get('eval') for r in rows})} evals"
+              + (f" (reward models: {', '.join(rewards)})" if rewards else ""))
     print(f"  {'#':>2s}  {'policy':30s} {'rating':>7s}  {'95% interval':>16s}  {'games':>6s}  "
           f"{'W':>5s} {'T':>5s} {'L':>5s}")
     for rank, r in enumerate(board, 1):
@@ -77,7 +90,19 @@ def main(argv: list[str]) -> int:
         print(f"  ({board[0]['bootstrap_failed']} bootstrap resamples had no finite fit)")
     models = [{**{k: v for k, v in r.items() if k != "bootstrap_failed"},
                "label": label_of(r["model"])} for r in board]
-    print(json.dumps({"judge": options.judge, "judgements": len(rows),
+    print(json.dumps({"judge": options.judge, "judgements": len(outcomes),
                       "anchor": anchor if any(r["model"] == anchor for r in board) else None,
                       "models": models}))
     return 0
+
+
+def people_outcomes() -> list:
+    """The people's outcomes: every stored vote between two different policies."""
+    from ..labels import LabelStore
+    from ..leaderboard import outcomes_from_votes
+
+    store = LabelStore()
+    try:
+        return outcomes_from_votes(store.votes())
+    finally:
+        store.close()
