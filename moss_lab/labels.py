@@ -28,6 +28,15 @@ Export to prompt/chosen/rejected keeps only A/B votes; ties are left out unless
 `include_ties=True`, which exports them with `tie=True` (chosen = A, rejected = B, an
 arbitrary order a tie-aware loss must ignore); both_bad and skip are never exported.
 
+Ratings (issue #13): beside the vote, an annotator may score each response of the pair
+1-5 on the aspects of `moss_lab.ratings` (quality, safety, relevance, fluency) and
+overall, with a free-text comment. One row per rated response in `ratings`, linked to the
+pair (`pair_id`, `side` A/B) and to the vote it was given with (`vote_id`); one rating per
+annotator per response per pair (a changed rating replaces the old one). A vote with
+ratings is one transaction: both stored or neither. Undoing the vote removes its ratings;
+changing it keeps them (or replaces them when new ones come with it). Imported ratings have
+no pair (`pair_id` NULL). Comments are stored verbatim: plain text, escaped when shown.
+
 Agreement measures:
     gold agreement   fraction of A/B votes on toy prompts that pick the response with the
                      higher `toyworld.gold_score` (gold ties are left out)
@@ -50,6 +59,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .paths import labels_db
+from .ratings import ASPECTS, Rating, RatingError
+from .ratings import validate as validate_rating
 from .toyworld import sample_prompts
 
 CHOICES = ("A", "B", "tie", "both_bad", "skip")
@@ -94,6 +105,22 @@ CREATE TABLE IF NOT EXISTS votes (
 );
 CREATE INDEX IF NOT EXISTS votes_by_annotator ON votes (annotator, id);
 CREATE INDEX IF NOT EXISTS votes_by_pair ON votes (pair_id);
+CREATE TABLE IF NOT EXISTS ratings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pair_id TEXT REFERENCES pairs(id),   -- NULL for a rating imported without its pair
+    side TEXT CHECK (side IN ('A', 'B')),  -- the pair's response A or B; NULL without a pair
+    vote_id INTEGER,                     -- the vote it was given with; NULL if none
+    prompt TEXT NOT NULL, response TEXT NOT NULL, ended INTEGER NOT NULL DEFAULT 1,
+    annotator TEXT NOT NULL,
+    quality INTEGER, safety INTEGER, relevance INTEGER, fluency INTEGER,  -- NULL: skipped
+    overall INTEGER NOT NULL, comment TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL, source TEXT
+);
+-- one rating per annotator per response of a pair (imported ratings are deduplicated on
+-- their whole content instead: see import_ratings)
+CREATE UNIQUE INDEX IF NOT EXISTS one_rating_per_response
+    ON ratings (pair_id, side, annotator) WHERE pair_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ratings_by_vote ON ratings (vote_id);
 """
 # One vote per annotator per pair. The store checks it in every write transaction (with a
 # clear message); the index makes it hold for any writer, but cannot be built on a file
@@ -102,6 +129,8 @@ ONE_VOTE_INDEX = ("CREATE UNIQUE INDEX IF NOT EXISTS one_vote_per_annotator"
                   " ON votes (pair_id, annotator)")
 PAIR_COLUMNS = ("id", "prompt", "response_a", "response_b", "ended_a", "ended_b",
                 "source_a", "source_b", "created_at")
+RATING_COLUMNS = ("pair_id", "side", "vote_id", "prompt", "response", "ended", "annotator",
+                  *ASPECTS, "overall", "comment", "created_at", "source")
 
 
 def schema_columns() -> dict[str, dict[str, str]]:
@@ -111,7 +140,7 @@ def schema_columns() -> dict[str, dict[str, str]]:
     db = sqlite3.connect(":memory:")
     db.executescript(SCHEMA)
     out = {}
-    for table in ("pairs", "votes"):
+    for table in ("pairs", "votes", "ratings"):
         out[table] = {}
         for _, name, kind, notnull, default, _ in db.execute(f"PRAGMA table_info({table})"):
             extra = "" if default is None else (" NOT NULL" * notnull) + f" DEFAULT {default}"
@@ -243,19 +272,31 @@ class LabelStore:
 
     # --- votes -------------------------------------------------------------------------
     def record_vote(self, pair: Pair, choice: str, annotator: str, shown_left: str | None,
-                    source: str = "app") -> int:
+                    source: str = "app", ratings: dict | None = None) -> int:
         """Store one vote at once; return its row id. Bad input, or a second vote by the
-        same person on the same pair, raises LabelError and stores nothing."""
+        same person on the same pair, raises LabelError and stores nothing.
+
+        ratings: {'A': rating, 'B': rating} (either side may be left out), each a Rating or
+        a dict with overall, aspects and comment (the pair gives prompt and response);
+        stored with the vote in one transaction, so a bad rating stores no vote either.
+        """
         who = checked_name(annotator)
         _check_vote(choice, shown_left)
+        rated = pair_ratings(pair, ratings, who, source) if ratings else {}
         with self._writing():
             self._refuse_second_vote(pair.id, who)
-            self._insert_pair(pair, time.time())
-            return self._insert_vote(pair, choice, who, shown_left, source, time.time())
+            now = time.time()
+            self._insert_pair(pair, now)
+            vote_id = self._insert_vote(pair, choice, who, shown_left, source, now)
+            self._replace_pair_ratings(pair.id, who, rated, vote_id, now)
+            return vote_id
 
-    def change_vote(self, pair_id: str, choice: str, annotator: str) -> int:
+    def change_vote(self, pair_id: str, choice: str, annotator: str,
+                    ratings: dict | None = None) -> int:
         """A changed mind: undo this person's vote on the pair, then vote `choice` (same
-        screen order), in one transaction. Returns the new row id."""
+        screen order), in one transaction. Returns the new row id. The ratings given with
+        the old vote stay with the new one, unless new `ratings` (as in record_vote)
+        replace them."""
         who = checked_name(annotator)
         _check_vote(choice, None)
         with self._writing() as db:
@@ -264,9 +305,14 @@ class LabelStore:
             pair = db.execute("SELECT * FROM pairs WHERE id = ?", (pair_id,)).fetchone()
             if old is None or pair is None:
                 raise LabelError(f"{who} has no vote on pair {pair_id} to change")
+            rated = pair_ratings(_pair(pair), ratings, who, old["source"]) if ratings else {}
             db.execute("DELETE FROM votes WHERE pair_id = ? AND annotator = ?", (pair_id, who))
-            return self._insert_vote(_pair(pair), choice, who, old["shown_left"], old["source"],
-                                     time.time())
+            now = time.time()
+            vote_id = self._insert_vote(_pair(pair), choice, who, old["shown_left"],
+                                        old["source"], now)
+            db.execute("UPDATE ratings SET vote_id = ? WHERE vote_id = ?", (vote_id, old["id"]))
+            self._replace_pair_ratings(pair_id, who, rated, vote_id, now)
+            return vote_id
 
     def _refuse_second_vote(self, pair_id: str, who: str) -> None:
         row = self._db.execute("SELECT choice FROM votes WHERE pair_id = ? AND annotator = ?",
@@ -290,7 +336,8 @@ class LabelStore:
         with self._writing() as db:
             row = db.execute("SELECT * FROM votes WHERE annotator = ? ORDER BY id DESC LIMIT 1",
                              (normalise_name(annotator),)).fetchone()
-            if row is not None:
+            if row is not None:  # the ratings given with the vote go with it
+                db.execute("DELETE FROM ratings WHERE vote_id = ?", (row["id"],))
                 db.execute("DELETE FROM votes WHERE id = ?", (row["id"],))
         return dict(row) if row is not None else None
 
@@ -474,6 +521,161 @@ class LabelStore:
                 new += 1
         return Imported(new, len(prefs) - new)
 
+    # --- ratings -----------------------------------------------------------------------
+    def add_ratings(self, ratings, annotator: str | None = None, pair: Pair | None = None,
+                    source: str = "app") -> int:
+        """Store ratings without a vote, all or nothing; return how many were stored.
+
+        With `pair`: ratings is {'A': rating, 'B': rating}, as in record_vote. Without:
+        a list of Rating records (or dicts) of any responses, each by its own annotator
+        (else `annotator`). Either way a person's earlier rating of the same response
+        (on the same pair, or pairless) is replaced: one rating per person per response.
+        """
+        if pair is not None:
+            who = checked_name(annotator)
+            rated = pair_ratings(pair, ratings, who, source)
+            with self._writing():
+                now = time.time()
+                self._insert_pair(pair, now)
+                self._replace_pair_ratings(pair.id, who, rated, None, now)
+            return len(rated)
+        rows = []
+        for i, r in enumerate(ratings, start=1):
+            try:
+                r = validate_rating(r)
+            except RatingError as err:
+                raise LabelError(f"rating {i}: {err} (nothing was stored)") from None
+            r.annotator = checked_name(r.annotator or annotator)
+            rows.append(r)
+        with self._writing() as db:
+            now = time.time()
+            for r in rows:
+                db.execute("DELETE FROM ratings WHERE pair_id IS NULL AND annotator = ? AND "
+                           "prompt = ? AND response = ?", (r.annotator, r.prompt, r.response))
+                self._insert_rating(r, None, None, None, now, r.source or source)
+        return len(rows)
+
+    def _replace_pair_ratings(self, pair_id, who, rated: dict, vote_id, now) -> None:
+        for side, r in rated.items():
+            self._db.execute("DELETE FROM ratings WHERE pair_id = ? AND side = ? AND "
+                             "annotator = ?", (pair_id, side, who))
+            self._insert_rating(r, pair_id, side, vote_id, now, r.source)
+
+    def _insert_rating(self, r: Rating, pair_id, side, vote_id, created_at, source) -> int:
+        values = (pair_id, side, vote_id, r.prompt, r.response, int(r.ended), r.annotator,
+                  *(r.aspects.get(a) for a in ASPECTS), r.overall, r.comment, created_at,
+                  source)
+        cursor = self._db.execute(
+            f"INSERT INTO ratings ({', '.join(RATING_COLUMNS)})"
+            f" VALUES ({', '.join('?' * len(RATING_COLUMNS))})", values)
+        return cursor.lastrowid
+
+    def ratings(self, annotator: str | None = None) -> list[dict]:
+        """The stored ratings (of one annotator, or everyone's), oldest first, one dict
+        per rated response with the columns of the `ratings` table."""
+        if annotator is None:
+            rows = self._query("SELECT * FROM ratings ORDER BY id")
+        else:
+            rows = self._query("SELECT * FROM ratings WHERE annotator = ? ORDER BY id",
+                               (normalise_name(annotator),))
+        return [dict(r) for r in rows]
+
+    def rating_records(self, annotator: str | None = None) -> list[Rating]:
+        """The stored ratings as `moss_lab.ratings.Rating` records (skipped aspects left out)."""
+        return [Rating(r["prompt"], r["response"], r["overall"],
+                       {a: r[a] for a in ASPECTS if r[a] is not None}, r["comment"],
+                       bool(r["ended"]), r["annotator"], r["source"], _iso(r["created_at"]))
+                for r in self.ratings(annotator)]
+
+    def export_ratings_jsonl(self, path: str | Path) -> int:
+        """Write the ratings as JSONL (moss_lab.ratings.write_jsonl, atomic); return the count."""
+        from .ratings import write_jsonl
+
+        records = self.rating_records()
+        write_jsonl(records, path)
+        return len(records)
+
+    def ratings_dataset(self):
+        """The ratings as a `datasets.Dataset` (moss_lab.ratings.to_dataset)."""
+        from .ratings import to_dataset
+
+        return to_dataset(self.rating_records())
+
+    def import_ratings(self, path: str | Path, annotator: str | None = None) -> Imported:
+        """Import a ratings JSONL file (moss_lab.ratings.read_jsonl) as pairless ratings.
+
+        The whole file is checked first; a malformed one stores nothing (LabelError names
+        the file by its name and the bad lines). Each record is by its own `annotator`
+        (else `annotator`, else "imported"). A record equal to a stored rating (same person,
+        prompt, response, stars and comment) is not stored again, so re-importing an export
+        adds nothing. Returns (new ratings, records already stored).
+        """
+        from .ratings import read_jsonl
+
+        path = Path(path)
+        size = path.stat().st_size
+        if size > MAX_IMPORT_BYTES:
+            raise LabelError(f"{path.name} is {size / 2**20:.1f} MB; the import limit is "
+                             f"{MAX_IMPORT_BYTES // 2**20} MB")
+        try:
+            records = read_jsonl(path)
+        except ValueError as err:  # RatingError; the message names the file by its name only
+            message = str(err).replace(f"{path}: ", "").replace(str(path), path.name)
+            raise LabelError(f"{path.name} was not imported: {message}") from err
+        if not records:
+            raise LabelError(f"{path.name} holds no ratings")
+        for i, r in enumerate(records, start=1):
+            try:
+                r.annotator = checked_name(r.annotator or annotator or "imported")
+            except LabelError as err:
+                raise LabelError(f"{path.name} was not imported: record {i}: {err}") from None
+        new = 0
+        with self._writing() as db:
+            now = time.time()
+            stored = {_rating_key(row) for row in db.execute("SELECT * FROM ratings")}
+            for r in records:
+                key = _rating_key(r)
+                if key in stored:
+                    continue
+                self._insert_rating(r, None, None, None, now, f"import:{path.name}")
+                stored.add(key)
+                new += 1
+        return Imported(new, len(records) - new)
+
+
+def pair_ratings(pair: Pair, ratings: dict, who: str, source: str | None) -> dict[str, Rating]:
+    """{'A': rating, 'B': rating} checked by moss_lab.ratings.validate, with the prompt,
+    response, ended, annotator and source taken from the pair and the vote; LabelError
+    naming the response and the field otherwise."""
+    if not isinstance(ratings, dict) or not set(ratings) <= {"A", "B"}:
+        raise LabelError("ratings must be given as {'A': rating, 'B': rating} (the pair's "
+                         "responses); nothing was stored")
+    out = {}
+    for side in sorted(ratings):
+        r = ratings[side]
+        if isinstance(r, Rating):
+            r = r.to_dict()
+        if not isinstance(r, dict):
+            raise LabelError(f"the rating of response {side} must be an object with overall, "
+                             f"aspects and comment, got {type(r).__name__}; nothing was stored")
+        a = side == "A"
+        record = {**r, "prompt": pair.prompt, "response": pair.response_a if a else pair.response_b,
+                  "ended": pair.ended_a if a else pair.ended_b, "annotator": who, "source": source}
+        try:
+            out[side] = validate_rating(record)
+        except RatingError as err:
+            raise LabelError(f"the rating of response {side}: {err}; nothing was stored") from None
+    return out
+
+
+def _rating_key(r) -> tuple:
+    """What makes two ratings the same record (a row of `ratings` or a Rating)."""
+    if isinstance(r, Rating):
+        stars = tuple(r.aspects.get(a) for a in ASPECTS)
+        return (r.annotator, r.prompt, r.response, r.overall, stars, r.comment)
+    return (r["annotator"], r["prompt"], r["response"], r["overall"],
+            tuple(r[a] for a in ASPECTS), r["comment"])
+
 
 def _verdict(pref, chosen_side: str) -> str:
     """The stored choice of an imported record on a pair whose `chosen_side` ('A' or 'B')
@@ -638,3 +840,17 @@ class PairPool:
         self._wanted.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+
+def add_pairs(store: LabelStore, pairs: list[Pair]) -> int:
+    """Store several pairs in one transaction, all or none (an eval's blind pairs for
+    people, moss_lab.evaluate.save_with_people). Their created_at follow the list's order, so
+    pending_pair serves them in that order; an id already stored refuses the whole list."""
+    now = time.time()
+    with store._writing() as db:
+        for pair in pairs:
+            if db.execute("SELECT 1 FROM pairs WHERE id = ?", (pair.id,)).fetchone():
+                raise LabelError(f"pair {pair.id} is stored already: nothing was added")
+        for k, pair in enumerate(pairs):
+            store._insert_pair(pair, now + k * 1e-6)
+    return len(pairs)

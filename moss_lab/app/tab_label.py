@@ -5,10 +5,18 @@ the stored responses A/B (moss_lab.labels), one vote per person per pair. Keyboa
 2 right, 3 tie, 4 both bad, s skip, u undo (SHORTCUTS, put in the page head by lab_app).
 "Your earlier votes" brings back any pair you voted on, and a vote then replaces your old
 one. Every text of a pair is shown as plain text, never as Markdown or HTML.
+
+Rating mode ("Rate the responses too", issue #13): under each response a 1-5 row per aspect
+of moss_lab.ratings and an overall row, and one comment box for the pair. The vote stores
+the ratings with it (one transaction; a vote with a row left empty is refused and nothing is
+stored); Skip stores no ratings. Keys: while a rating row has the focus, 1-5 set its stars
+and move to the next row (the last one goes to the comment box), and never vote; with the
+focus anywhere else the vote keys work as always. Tab walks the rows in reading order.
 """
 from __future__ import annotations
 
 import html
+import inspect
 import random
 import tempfile
 from dataclasses import asdict
@@ -20,6 +28,7 @@ import pandas as pd
 from moss_lab import labels
 from moss_lab.labels import LabelError, Pair, display_to_choice
 from moss_lab.preferences import PreferenceError
+from moss_lab.ratings import ASPECTS, MAX_COMMENT_CHARS, SCALE
 from moss_lab.toyworld import gold_score, has_gold, question_of
 
 from .context import fmt, get_lab
@@ -37,6 +46,12 @@ Vote **A** or **B** when one is better, **Tie** when they are about as good, **B
 neither answers the question, **Skip** when you cannot tell. Judge the content, not the side:
 the order is random. Keys: `1` A (left) · `2` B (right) · `3` tie · `4` both bad · `s` skip · `u` undo.
 One vote per pair: to change one, pick the pair under *Your earlier votes* and vote again.
+
+**Rating mode** (tick *Rate the responses too*): score each response 1-5 on quality
+(helpful, on-topic facts), safety (harmless, kind), relevance (about the question), fluency
+(well formed, no repeats) and overall, and say what is wrong in the comment if you like. In a
+rating row the keys `1`-`5` set the stars and jump to the next row; then vote as usual
+(`Tab` to the vote buttons, or click). Every row of both responses must be filled.
 """
 
 NO_NAME = "Enter your annotator name first (top of the Label tab): nothing was stored."
@@ -71,8 +86,23 @@ SHORTCUTS = """
     clearTimeout(note.hideTimer);
     note.hideTimer = setTimeout(() => { note.style.display = 'none'; }, 2000);
   }
+  // Rating mode: 1-5 in a rating row set its stars and move on; they never vote.
+  function rate(row, key) {
+    row.querySelector(`label[data-testid="${key}-radio-label"] input`)?.click();
+    const rows = [...document.querySelectorAll('.rate-row')].filter((r) => r.offsetParent !== null);
+    const next = rows[rows.indexOf(row) + 1];
+    const to = next ? (next.querySelector('input:checked') || next.querySelector('input'))
+                    : document.querySelector('#label-comment textarea');
+    to?.focus();
+  }
   document.addEventListener('keydown', (event) => {
     const target = event.target;
+    const row = target?.type === 'radio' && target.closest('.rate-row');
+    if (row && /^[1-5]$/.test(event.key) && !event.ctrlKey && !event.metaKey && !event.altKey) {
+      event.preventDefault();
+      rate(row, event.key);
+      return;
+    }
     const notText = ['checkbox', 'radio', 'button', 'submit', 'reset', 'range', 'file'];
     const typing = target && ((target.tagName === 'INPUT' && !notText.includes(target.type)) ||
                               target.tagName === 'TEXTAREA' || target.tagName === 'SELECT' ||
@@ -251,9 +281,81 @@ def start(annotator: str, current: dict | None):
     return (*screen, progress_text(annotator), stats_text(annotator))
 
 
-def vote(display: str, annotator: str, current: dict | None, feedback: bool = False):
+# --- rating mode ---------------------------------------------------------------------------
+RATED = (*ASPECTS, "overall")  # the rows under each response, top to bottom
+STARS = list(range(SCALE[0], SCALE[1] + 1))
+ROW_LABELS = {"quality": "Quality / helpfulness", "safety": "Safety / harmlessness",
+              "relevance": "Relevance", "fluency": "Fluency", "overall": "Overall"}
+SCREEN = {"left": "A (left)", "right": "B (right)"}
+
+
+def collect_ratings(rating: bool, marks, shown_left: str) -> dict | None:
+    """The rating rows on screen as the store takes them, {'A': {...}, 'B': {...}} in
+    stored sides (None when rating mode is off); gr.Error naming the empty rows, or a
+    comment over the limit, before anything is stored.
+
+    marks: the left response's rows (RATED order), the right one's, then the comment."""
+    if not rating:
+        return None
+    n = len(RATED)
+    rows = {"left": list(marks[:n]), "right": list(marks[n:2 * n])}
+    comment = marks[2 * n] if len(marks) > 2 * n and marks[2 * n] else ""
+    missing = [f"{SCREEN[side]} {name}" for side, values in rows.items()
+               for name, value in zip(RATED, values) if value in (None, "")]
+    if missing:
+        raise gr.Error(f"Rate every row of both responses before voting; missing: "
+                       f"{', '.join(missing)}. Nothing was stored (untick 'Rate the "
+                       "responses too' to vote without ratings).")
+    if len(comment) > MAX_COMMENT_CHARS:
+        raise gr.Error(f"The comment is too long: {len(comment):,} characters (the limit is "
+                       f"{MAX_COMMENT_CHARS:,}); keep the specific points. Nothing was stored.")
+    right = "B" if shown_left == "A" else "A"
+    out = {}
+    for side, stored in (("left", shown_left), ("right", right)):
+        values = dict(zip(RATED, rows[side]))
+        out[stored] = {"overall": values.pop("overall"), "aspects": values, "comment": comment}
+    return out
+
+
+def ratings_note(rated: dict, shown_left: str) -> str:
+    """What was saved, in screen terms; the comment shown as plain text (never HTML)."""
+    right = "B" if shown_left == "A" else "A"
+    stars = " · ".join(f"{SCREEN[side]} {rated[stored]['overall']}/5 overall"
+                       for side, stored in (("left", shown_left), ("right", right)))
+    comment = rated[shown_left]["comment"]
+    said = f"; comment: “{plain(comment)}”" if comment.strip() else ""
+    return f"Saved with your ratings: {stars}{said}."
+
+
+def empty_ratings():
+    """Every rating row and the comment cleared (after a vote, an undo)."""
+    return (*([None] * 2 * len(RATED)), "")
+
+
+def stored_ratings(pair_id: str, annotator: str):
+    """This annotator's ratings of an earlier pair, as the rows on screen show them (in
+    the order the pair was shown), and the comment; empty rows where there are none."""
+    annotator = labels.normalise_name(annotator or "")
+    store = get_lab().store
+    mine = [v for v in store.votes(annotator) if v["pair_id"] == pair_id] if annotator else []
+    if not mine:
+        return empty_ratings()
+    shown_left = mine[-1]["shown_left"] or "A"
+    by_side = {r["side"]: r for r in store.ratings(annotator) if r["pair_id"] == pair_id}
+    values, comment = [], ""
+    for stored in (shown_left, "B" if shown_left == "A" else "A"):
+        row = by_side.get(stored)
+        values += [row[name] if row else None for name in RATED]
+        comment = comment or (row["comment"] if row else "")
+    return (*values, comment)
+
+
+def vote(display: str, annotator: str, current: dict | None, feedback: bool = False,
+         rating: bool = False, *marks):
     """Store the vote (or, for a pair brought back from 'Your earlier votes', replace the
-    old one), then show the next pair, with the gold verdict on this one if asked."""
+    old one), then show the next pair, with the gold verdict on this one if asked. In
+    rating mode the ratings on screen (marks: see collect_ratings) are stored with the
+    vote, or neither is; Skip stores none."""
     annotator = checked_name(annotator)
     if not annotator:
         raise gr.Error(NO_NAME)
@@ -261,17 +363,20 @@ def vote(display: str, annotator: str, current: dict | None, feedback: bool = Fa
         raise gr.Error("There is no pair on screen yet; wait for it to load.")
     pair, shown_left = Pair(**current["pair"]), current["shown_left"]
     choice = display_to_choice(display, shown_left)
+    rated = collect_ratings(rating and display != "skip", marks, shown_left)
     store = get_lab().store
     try:
         if current.get("revising"):
-            store.change_vote(pair.id, choice, annotator)
+            store.change_vote(pair.id, choice, annotator, ratings=rated)
         else:
-            store.record_vote(pair, choice, annotator, shown_left)
+            store.record_vote(pair, choice, annotator, shown_left, ratings=rated)
     except LabelError as err:
         raise gr.Error(_sentence(err))
     note = gold_feedback(pair, shown_left, display) if feedback else ""
     if current.get("revising"):
         note = f"Changed: your vote on that pair is now **{ON_SCREEN[display]}**. " + note
+    if rated:
+        note = (note + "\n\n" if note else "") + ratings_note(rated, shown_left)
     return (*show(*next_pair(annotator)), progress_text(annotator), note, history(annotator))
 
 
@@ -328,6 +433,59 @@ def export(include_ties: bool, what: str):
     return str(path), f"Exported {n} pairs (ties {'included' if include_ties else 'left out'})."
 
 
+def vote_handler(display: str):
+    """A vote button's handler, vote(display, ...), whose signature names every rating row
+    (left_quality, ..., right_overall, comment) with an empty default: Gradio's API shows
+    those names, and a client that does not rate can leave them out."""
+    def handler(annotator, current, feedback=False, rating=False, *marks):
+        return vote(display, annotator, current, feedback, rating, *marks)
+
+    P = inspect.Parameter
+    rows = [f"{side}_{name}" for side in SCREEN for name in RATED]
+    handler.__signature__ = inspect.Signature(
+        [P("annotator", P.POSITIONAL_OR_KEYWORD), P("current", P.POSITIONAL_OR_KEYWORD),
+         P("feedback", P.POSITIONAL_OR_KEYWORD, default=False),
+         P("rating", P.POSITIONAL_OR_KEYWORD, default=False),
+         *(P(name, P.POSITIONAL_OR_KEYWORD, default=None) for name in rows),
+         P("comment", P.POSITIONAL_OR_KEYWORD, default=None)])
+    return handler
+
+
+def export_ratings(what: str):
+    """The stored ratings as JSONL or as a datasets.Dataset saved to Parquet."""
+    store = get_lab().store
+    if not store.ratings():
+        raise gr.Error("Nothing to export yet: no ratings are stored (tick 'Rate the "
+                       "responses too' to rate the responses you vote on).")
+    folder = Path(tempfile.mkdtemp(prefix="moss-lab-export-"))
+    if what == "jsonl":
+        path = folder / "ratings.jsonl"
+        n = store.export_ratings_jsonl(path)
+    else:
+        ds = store.ratings_dataset()
+        n, path = len(ds), folder / "ratings.parquet"
+        ds.to_parquet(str(path))
+    return str(path), f"Exported {n} ratings (one per rated response)."
+
+
+def import_ratings(path, annotator: str):
+    """Import a ratings JSONL file; all or nothing, the message says how many were new."""
+    if not path:
+        raise gr.Error("Choose a ratings .jsonl file to import first.")
+    annotator = checked_name(annotator)
+    name = Path(path).name
+    try:
+        got = get_lab().store.import_ratings(path, annotator=annotator or None)
+    except LabelError as err:
+        raise gr.Error(str(err))
+    except OSError as err:
+        raise gr.Error(f"{name} could not be read: {err.strerror or type(err).__name__}")
+    records = got.new + got.already
+    known = f"; {got.already} already stored" if got.already else ""
+    return (f"Imported {got.new} new ratings from {html.escape(name)} ({records} "
+            f"record{'s' * (records != 1)}{known}).")
+
+
 def import_file(path, fmt_choice: str, annotator: str):
     """Import a file; the message says how many votes were new. Errors name the file by
     its name only (never the server's upload folder)."""
@@ -353,6 +511,15 @@ def import_file(path, fmt_choice: str, annotator: str):
 
 
 # --- layout ------------------------------------------------------------------------------
+def rating_rows(side: str):
+    """(group, radios): the rating rows under one response, hidden until rating mode is on."""
+    with gr.Group(visible=False) as group:
+        rows = [gr.Radio(STARS, value=None, label=f"{ROW_LABELS[name]} (1-5)",
+                         elem_id=f"rate-{side}-{name}", elem_classes=["rate-row"])
+                for name in RATED]
+    return group, rows
+
+
 def build() -> dict:
     remembered = gr.BrowserState("", storage_key="moss-lab-annotator")
     current = gr.State(None)
@@ -362,12 +529,22 @@ def build() -> dict:
                                elem_id="annotator", scale=2)
         feedback = gr.Checkbox(False, label="Show the gold verdict after each vote (toy prompts)",
                                elem_id="label-gold-toggle", scale=1)
+        rating = gr.Checkbox(False, label="Rate the responses too (1-5 per aspect, a comment)",
+                             elem_id="label-rate-toggle", scale=1)
     with gr.Accordion("Guidelines", open=False):
         gr.Markdown(GUIDELINES)
     prompt = gr.Markdown(elem_id="label-prompt", latex_delimiters=[])
     with gr.Row(equal_height=True):
-        left = gr.Textbox(label="A (left)", lines=5, interactive=False, elem_id="label-left")
-        right = gr.Textbox(label="B (right)", lines=5, interactive=False, elem_id="label-right")
+        with gr.Column():
+            left = gr.Textbox(label="A (left)", lines=5, interactive=False, elem_id="label-left")
+            left_group, left_rows = rating_rows("left")
+        with gr.Column():
+            right = gr.Textbox(label="B (right)", lines=5, interactive=False, elem_id="label-right")
+            right_group, right_rows = rating_rows("right")
+    # no max_length: the browser would cut a long comment silently; the vote refuses it
+    comment = gr.Textbox(label="Comment on the pair (optional, plain text)", lines=2,
+                         visible=False, elem_id="label-comment")
+    marks = [*left_rows, *right_rows, comment]
     with gr.Row():
         b_left = gr.Button("← A is better  [1]", variant="primary", elem_id="vote-left")
         b_right = gr.Button("B is better →  [2]", variant="primary", elem_id="vote-right")
@@ -389,6 +566,9 @@ def build() -> dict:
             ties = gr.Checkbox(label="Include ties (tie=true records)", value=False)
             b_jsonl = gr.Button("Export JSONL", elem_id="export-jsonl")
             b_parquet = gr.Button("Export datasets (Parquet)")
+        with gr.Row():
+            b_ratings_jsonl = gr.Button("Export ratings JSONL", elem_id="export-ratings-jsonl")
+            b_ratings_parquet = gr.Button("Export ratings (Parquet)")
         export_file = gr.File(label="Download", interactive=False, elem_id="export-file")
         export_msg = gr.Markdown()
         gr.Markdown("Import a JSONL file with `prompt`/`chosen`/`rejected` records, or an "
@@ -400,21 +580,29 @@ def build() -> dict:
                              type="filepath", elem_id="import-file")
             import_fmt = gr.Radio(["auto", "prompt/chosen/rejected", "Anthropic HH"],
                                   value="auto", label="Format")
-        b_import = gr.Button("Import", elem_id="import-button")
+        with gr.Row():
+            b_import = gr.Button("Import", elem_id="import-button")
+            b_import_ratings = gr.Button("Import as ratings (moss_lab.ratings JSONL)",
+                                         elem_id="import-ratings-button")
         import_msg = gr.Markdown(elem_id="import-message")
 
     screen = [prompt, left, right, current]
     quiet = {"show_progress": "hidden", "api_visibility": "private"}
+    rating.change(lambda on: (gr.update(visible=on),) * 3, rating,
+                  [left_group, right_group, comment], **quiet)
     for button, display in ((b_left, "left"), (b_right, "right"), (b_tie, "tie"),
                             (b_bad, "both_bad"), (b_skip, "skip")):
-        button.click(lambda a, c, f, d=display: vote(d, a, c, f), [annotator, current, feedback],
-                     [*screen, progress, note, earlier], concurrency_limit=8,
-                     show_progress="hidden", api_name=f"vote_{display}").success(
-            panel, annotator, [stats, disagree], **quiet)
+        voted = button.click(vote_handler(display), [annotator, current, feedback, rating, *marks],
+                             [*screen, progress, note, earlier], concurrency_limit=8,
+                             show_progress="hidden", api_name=f"vote_{display}")
+        voted.success(panel, annotator, [stats, disagree], **quiet)
+        voted.success(empty_ratings, None, marks, **quiet)  # the next pair starts unrated
     b_undo.click(undo, [annotator, current], [*screen, note, earlier, progress], api_name="undo",
-                 show_progress="hidden").success(panel, annotator, [stats, disagree], **quiet)
+                 show_progress="hidden").success(panel, annotator, [stats, disagree], **quiet
+                                                 ).success(empty_ratings, None, marks, **quiet)
     earlier.input(revisit, [earlier, annotator], [*screen, note], api_name="revisit",
-                  show_progress="hidden")
+                  show_progress="hidden").success(stored_ratings, [earlier, annotator], marks,
+                                                  **quiet)
     # the name lives in the browser (localStorage): typed once, remembered next time
     annotator.change(labels.normalise_name, annotator, remembered, **quiet)
     annotator.submit(start, [annotator, current], [*screen, progress, stats],
@@ -430,6 +618,12 @@ def build() -> dict:
                     api_name="export_parquet")
     b_import.click(import_file, [upload, import_fmt, annotator], [import_msg, progress],
                    api_name="import_labels").success(panel, annotator, [stats, disagree], **quiet)
+    b_ratings_jsonl.click(lambda: export_ratings("jsonl"), None, [export_file, export_msg],
+                          api_name="export_ratings_jsonl")
+    b_ratings_parquet.click(lambda: export_ratings("parquet"), None, [export_file, export_msg],
+                            api_name="export_ratings_parquet")
+    b_import_ratings.click(import_ratings, [upload, annotator], import_msg,
+                           api_name="import_ratings")
     return {"remembered": remembered, "annotator": annotator, "screen": screen,
             "progress": progress, "stats": stats, "disagree": disagree, "earlier": earlier}
 
