@@ -112,6 +112,8 @@ EXERCISES: dict[str, Lab] = {lab.number: lab for lab in [
     _lab("11_reward_modeling_under_noise", "checks_reward",
          ("preference_strength", "check_preference_strength", 1),
          ("info_nce", "check_info_nce", 2)),
+    _lab("12_evaluating_aligned_models", "checks_eval",
+         ("wilson_interval", "check_wilson_interval", 2)),
 ]}
 
 
