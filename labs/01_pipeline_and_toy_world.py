@@ -13,6 +13,17 @@
 # Nothing here trains a model: the whole notebook runs in well under a minute (plus about 1.5 minutes once, the first time you ever load the base model).
 
 # %% [markdown]
+# ## Objectives
+#
+# After this lab you can:
+#
+# - name the four steps of RLHF and what each one produces;
+# - read the gold score of a toy answer and its components;
+# - compute the simulated annotator's $P(A \succ B)$ and say what its noise and length bias do to the labels.
+#
+# **Time:** about 30 minutes of reading, the exercise and the quiz; the code runs in under a minute (plus about 1.5 minutes the first time the base model loads).
+
+# %% [markdown]
 # ## 1. The pipeline on one page
 #
 # ```
@@ -283,3 +294,44 @@ for prompt, a, b, ended_a, ended_b in pairs:
 # - The **simulated annotator** labels pairs with $P(A \succ B) = \sigma\big((g_A - g_B + b\,\Delta\ell)/\tau\big)$: its noise $\tau$ caps how much the labels agree with gold, and a length bias $b$ teaches "longer is better".
 #
 # **Next:** lab 02 turns "A is better than B" into a number for every answer — the Bradley–Terry model and its loss.
+
+# %% [markdown]
+# ## Recap quiz
+#
+# Answer in the cell below (a letter, or a number where a number is asked) and run it: each answer is checked, and a wrong one gets a hint.
+#
+# 1. Why does step 2 of RLHF ask people to compare two answers instead of grading one?
+#    - (a) PPO can only use rewards of 0 or 1
+#    - (b) Comparisons are easier for people to make, and more consistent between people
+#    - (c) A comparison needs no prompt
+#    - (d) Grades cannot be stored as numbers
+#
+# 2. The annotator prefers A with probability $\sigma\big((g_A - g_B + b\,(\ell_A - \ell_B))/\tau\big)$. With $g_A - g_B = 1$, $b = 0.1$ per word, A 10 words shorter than B and $\tau = 1$: what is $P(A \succ B)$?
+#
+# 3. What does a larger annotator noise $\tau$ do?
+#    - (a) It makes the labels favour longer answers
+#    - (b) It changes the gold score of every answer
+#    - (c) It lowers the ceiling on how often the labels agree with gold
+#    - (d) Nothing, once there are enough labels
+#
+# 4. In step 4 the policy maximises $r_\phi(x, y) - \beta\,\mathrm{KL}$. The KL is measured to what?
+#    - (a) The initial policy $\pi_0$
+#    - (b) The reward model
+#    - (c) The gold score
+#    - (d) The simulated annotator
+#
+# 5. The annotator has a length bias ($b > 0$). What happens further down the pipeline?
+#    - (a) Nothing: PPO never sees the labels
+#    - (b) PPO removes the bias, because it maximises the gold score
+#    - (c) Only the base model changes
+#    - (d) The reward model learns the bias and PPO optimises it: answers grow longer while their quality does not
+
+# %%
+from moss_lab.quiz import score_quiz
+
+# your answers: a letter ("a" to "d"), or a number where a number is asked
+quiz_answers = {1: None, 2: None, 3: None, 4: None, 5: None}
+### BEGIN SOLUTION
+quiz_answers = {1: "b", 2: 0.5, 3: "c", 4: "a", 5: "d"}
+### END SOLUTION
+score_quiz("01", quiz_answers)

@@ -13,6 +13,17 @@
 #
 # Everything is pure torch on a handful of numbers: the notebook runs in seconds.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this lab you can:
+#
+# - write the Bradley–Terry probability, its loss and the loss's gradient, and compute the loss stably;
+# - recover scores from comparisons by maximum likelihood;
+# - explain why only score differences matter and what sets their scale.
+#
+# **Time:** about 40 minutes of reading, exercises and the quiz; the code runs in seconds.
+
 # %%
 import math
 
@@ -313,3 +324,40 @@ plt.show()
 # - The gradient pushes each pair by $\sigma(-d)$, the probability of the wrong order: noisy labels keep pulling at full strength, which the Part II remedies soften.
 #
 # **Next:** lab 03 replaces the table of five scores with a transformer that scores any answer, $r_\phi(x, y)$, and trains it on thousands of toy-world comparisons.
+
+# %% [markdown]
+# ## Recap quiz
+#
+# Answer in the cell below (a letter, or a number where a number is asked) and run it: each answer is checked, and a wrong one gets a hint.
+#
+# 1. Bradley-Terry: with $r_A = 2$ and $r_B = 0$, what is $P(A \succ B)$?
+#
+# 2. Add 10 to the score of every answer. What changes?
+#    - (a) Every probability $P(A \succ B)$
+#    - (b) Nothing: only differences of scores enter the model
+#    - (c) The loss doubles
+#    - (d) Only the gradient
+#
+# 3. Why is the loss computed as `-F.logsigmoid(d)` and not `-torch.log(torch.sigmoid(d))`?
+#    - (a) It is faster, with the same values
+#    - (b) sigmoid is not differentiable
+#    - (c) For a very negative gap, sigmoid(d) underflows to 0 and log 0 = -inf
+#    - (d) logsigmoid adds label smoothing
+#
+# 4. The loss pushes the scores of one pair apart with strength $\sigma(-d)$, $d = r_c - r_r$. Which pairs are pushed hardest?
+#    - (a) Pairs the model already orders right by a wide gap
+#    - (b) Pairs with $d = 0$, always
+#    - (c) Every pair equally
+#    - (d) Pairs the model orders the wrong way (very negative $d$), mislabelled ones included
+#
+# 5. With label smoothing $\varepsilon = 0.1$, the loss of one pair is smallest at a finite gap $d^*$. What is $d^*$?
+
+# %%
+from moss_lab.quiz import score_quiz
+
+# your answers: a letter ("a" to "d"), or a number where a number is asked
+quiz_answers = {1: None, 2: None, 3: None, 4: None, 5: None}
+### BEGIN SOLUTION
+quiz_answers = {1: 0.881, 2: "b", 3: "c", 4: "d", 5: 2.197}
+### END SOLUTION
+score_quiz("02", quiz_answers)

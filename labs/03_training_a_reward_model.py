@@ -15,6 +15,17 @@
 #
 # Every training run here is deliberately small (800 pairs, 3 epochs, about 10 seconds on a laptop core), so the whole notebook takes 2–3 minutes. Small runs are noisy: differences of a few points of accuracy are within the noise. `benchmarks/reward_model.py` trains a bigger one.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this lab you can:
+#
+# - train a reward model on simulated comparisons and measure it against labels and against gold;
+# - say what label noise and a length bias do to a reward model;
+# - write the label-smoothed and margin losses and read a comparison of remedies against its noise.
+#
+# **Time:** about 45 minutes of reading, exercises and the quiz; the code runs in 2–3 minutes.
+
 # %%
 import warnings
 
@@ -338,3 +349,44 @@ plt.show()
 # - Part II's remedies (label smoothing, adaptive margin, label flipping) all temper the trust in each label.
 #
 # **Next:** lab 04 starts step 4, the policy side: from the policy gradient to PPO.
+
+# %% [markdown]
+# ## Recap quiz
+#
+# Answer in the cell below (a letter, or a number where a number is asked) and run it: each answer is checked, and a wrong one gets a hint.
+#
+# 1. What is the reward model of this lab?
+#    - (a) The base language model with its next-word head replaced by a scalar head, trained with the Bradley-Terry loss
+#    - (b) A classifier trained from scratch on the gold score
+#    - (c) The policy's log-probability of the answer
+#    - (d) A table with one number per answer
+#
+# 2. Which measurement shows what the reward model really learned?
+#    - (a) Its training loss
+#    - (b) Its agreement with the labels on the training pairs
+#    - (c) The mean reward it gives
+#    - (d) Its agreement with the gold score on held-out pairs
+#
+# 3. The annotator has a length bias. What does the reward model trained on its labels do?
+#    - (a) It rewards length too
+#    - (b) It ignores length, because the gold score does
+#    - (c) It becomes more accurate against gold
+#    - (d) It refuses to train
+#
+# 4. What do label smoothing, the adaptive margin and label flipping have in common?
+#    - (a) They make the reward model larger
+#    - (b) They do not let the model trust every label completely
+#    - (c) They remove the KL penalty
+#    - (d) They need the gold score
+#
+# 5. One standard error of an accuracy of 0.65 measured on 400 held-out pairs, $\sqrt{p(1-p)/n}$?
+
+# %%
+from moss_lab.quiz import score_quiz
+
+# your answers: a letter ("a" to "d"), or a number where a number is asked
+quiz_answers = {1: None, 2: None, 3: None, 4: None, 5: None}
+### BEGIN SOLUTION
+quiz_answers = {1: "a", 2: "d", 3: "a", 4: "b", 5: 0.024}
+### END SOLUTION
+score_quiz("03", quiz_answers)

@@ -18,6 +18,17 @@
 # against the reference in `moss_lab.ppo`. Everything here is pure PyTorch and runs in
 # seconds on a laptop.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this lab you can:
+#
+# - compute discounted returns-to-go;
+# - explain REINFORCE, why a baseline lowers its variance, and why PPO needs the importance ratio;
+# - write PPO's clipped surrogate loss and say what the clip bounds.
+#
+# **Time:** about 45 minutes of reading, exercises and the quiz; the code runs in seconds.
+
 # %%
 import warnings
 
@@ -499,3 +510,40 @@ for lr, objective, finals in table:
 #   several epochs over one batch stay close to the policy that collected it.
 #
 # Next: lab 05, values and GAE.
+
+# %% [markdown]
+# ## Recap quiz
+#
+# Answer in the cell below (a letter, or a number where a number is asked) and run it: each answer is checked, and a wrong one gets a hint.
+#
+# 1. Rewards $(0, 0, 1)$ on three tokens, $\gamma = 0.9$. What is the return-to-go $G_0$ of the first token?
+#
+# 2. What does subtracting a baseline $b$ from the return do to the REINFORCE gradient?
+#    - (a) It biases the gradient but lowers its variance
+#    - (b) It leaves the gradient unbiased and lowers its variance
+#    - (c) It raises the variance
+#    - (d) It is needed only for the importance ratio
+#
+# 3. Why does PPO multiply by the ratio $\pi_\theta(a)/\pi_\text{old}(a)$?
+#    - (a) To reuse, for several steps, samples collected by the older policy
+#    - (b) To normalise the rewards
+#    - (c) To compute the KL penalty
+#    - (d) To make the loss positive
+#
+# 4. Clipped objective $\min\big(\rho A, \operatorname{clip}(\rho, 1-\epsilon, 1+\epsilon) A\big)$ with $\rho = 1.5$, $A = 2$, $\epsilon = 0.2$?
+#
+# 5. What does the clip bound?
+#    - (a) The size of every gradient step
+#    - (b) The rewards
+#    - (c) How far repeated steps on one batch go: a sample's gradient is zero once its ratio is past $1 \pm \epsilon$ in the direction its advantage wants
+#    - (d) The norm of the gradient
+
+# %%
+from moss_lab.quiz import score_quiz
+
+# your answers: a letter ("a" to "d"), or a number where a number is asked
+quiz_answers = {1: None, 2: None, 3: None, 4: None, 5: None}
+### BEGIN SOLUTION
+quiz_answers = {1: 0.81, 2: "b", 3: "a", 4: 2.4, 5: "c"}
+### END SOLUTION
+score_quiz("04", quiz_answers)

@@ -16,6 +16,17 @@
 #
 # Pure PyTorch; a few seconds on a laptop.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this lab you can:
+#
+# - compute TD errors and GAE advantages, with padding masked;
+# - explain the bias/variance trade-off that $\gamma$ and $\lambda$ control;
+# - whiten advantages correctly over a padded batch.
+#
+# **Time:** about 40 minutes of reading, exercises and the quiz; the code runs in seconds.
+
 # %%
 import warnings
 
@@ -317,3 +328,44 @@ print("scale-free: whiten(10 * A) == whiten(A):",
 # * Mask the padding everywhere: in the recursion, in every mean, in whitening.
 #
 # Next: lab 06 puts it all together and runs PPO on the toy language model.
+
+# %% [markdown]
+# ## Recap quiz
+#
+# Answer in the cell below (a letter, or a number where a number is asked) and run it: each answer is checked, and a wrong one gets a hint.
+#
+# 1. TD error $\delta_t = r_t + \gamma V(s_{t+1}) - V(s_t)$ with $r_t = 0$, $\gamma = 1$, $V(s_t) = 0.5$, $V(s_{t+1}) = 0.8$?
+#
+# 2. GAE with $\lambda = 0$ is
+#    - (a) the one-step TD error $\delta_t$
+#    - (b) the Monte Carlo return minus $V(s_t)$
+#    - (c) zero
+#    - (d) the reward $r_t$
+#
+# 3. Raising $\lambda$ towards 1 makes the advantage
+#    - (a) lean more on the critic: more bias, less variance
+#    - (b) independent of the rewards
+#    - (c) lean less on the critic: less bias, more variance
+#    - (d) the same, since only $\gamma$ matters
+#
+# 4. What target is the critic trained towards?
+#    - (a) $r_t$
+#    - (b) $\hat A_t$
+#    - (c) $V(s_{t+1})$
+#    - (d) $\hat A_t + V(s_t)$
+#
+# 5. Whitening advantages with the padding included in the mean and std
+#    - (a) is fine, padding is zero
+#    - (b) leaves the real tokens not centred: mask the padding
+#    - (c) doubles the advantages
+#    - (d) only changes the critic
+
+# %%
+from moss_lab.quiz import score_quiz
+
+# your answers: a letter ("a" to "d"), or a number where a number is asked
+quiz_answers = {1: None, 2: None, 3: None, 4: None, 5: None}
+### BEGIN SOLUTION
+quiz_answers = {1: 0.3, 2: "a", 3: "c", 4: "d", 5: "b"}
+### END SOLUTION
+score_quiz("05", quiz_answers)

@@ -14,6 +14,17 @@
 # 3. DPO from scratch in a dozen lines, then a DPO run on simulated toy labels;
 # 4. DPO against PPO at a similar distance from the base model.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this lab you can:
+#
+# - derive the optimum of the KL-regularised objective and the implicit reward;
+# - write the DPO loss and explain why the partition function cancels;
+# - compare DPO with PPO at the same KL and explain the gap.
+#
+# **Time:** about 40 minutes of reading, the exercise and the quiz; the code runs in a few minutes.
+
 # %%
 import copy
 import tempfile
@@ -292,3 +303,44 @@ print(f"PPO went on to gold {max(ppo_gold_s):+.2f} (KL {ppo_kl_s[-1]:.1f}) in "
 # `epochs=5` (does the gold keep up with the training accuracy?), `annotator_noise=0.3`
 # (cleaner labels), or `loss_type="ipo"` / `"hinge"` (moss_lab.methods.dpo). Lab 10
 # puts DPO, PPO, GRPO, RLOO and best-of-n on one plot.
+
+# %% [markdown]
+# ## Recap quiz
+#
+# Answer in the cell below (a letter, or a number where a number is asked) and run it: each answer is checked, and a wrong one gets a hint.
+#
+# 1. The policy that maximises $\mathbb{E}[r] - \beta\,\mathrm{KL}(\pi\|\pi_\text{ref})$ is
+#    - (a) the policy that always picks the highest-reward answer
+#    - (b) $\pi_\text{ref}$ itself
+#    - (c) uniform over answers
+#    - (d) $\pi^* \propto \pi_\text{ref}\, e^{r/\beta}$
+#
+# 2. Why does $\beta\log Z(x)$ disappear from the DPO loss?
+#    - (a) $Z(x) = 1$
+#    - (b) It depends on the prompt only, so it cancels in $r(x, y_w) - r(x, y_l)$
+#    - (c) It is dropped as an approximation
+#    - (d) $\beta = 0$
+#
+# 3. At the first step the policy equals the reference. What is the DPO loss (natural log) on any pair?
+#
+# 4. Why was PPO above DPO at the same KL in this lab?
+#    - (a) PPO samples from its current policy and gets feedback on what it now writes; DPO only sees fixed pairs of base-model samples
+#    - (b) DPO has no reference model
+#    - (c) PPO used the gold score
+#    - (d) DPO's loss has a bug
+#
+# 5. A smaller $\beta$ in DPO
+#    - (a) keeps the policy closer to the reference
+#    - (b) lets the policy move further from the reference
+#    - (c) has no effect on the policy
+#    - (d) removes the need for the reference
+
+# %%
+from moss_lab.quiz import score_quiz
+
+# your answers: a letter ("a" to "d"), or a number where a number is asked
+quiz_answers = {1: None, 2: None, 3: None, 4: None, 5: None}
+### BEGIN SOLUTION
+quiz_answers = {1: "d", 2: "b", 3: 0.693, 4: "a", 5: "b"}
+### END SOLUTION
+score_quiz("09", quiz_answers)

@@ -25,6 +25,17 @@
 # Three exercises: GRPO's group advantages, RLOO's leave-one-out baseline and the KL of
 # best-of-$n$, each checked against `moss_lab.methods`.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this lab you can:
+#
+# - compute GRPO's group-normalised advantages and RLOO's leave-one-out baseline;
+# - compute the KL of best-of-$n$;
+# - compare PPO, DPO, GRPO, RLOO and best-of-$n$ by gold score per unit of KL and by wall time.
+#
+# **Time:** about 50 minutes of reading, exercises and the quiz; the code runs in a few minutes.
+
 # %%
 import math
 import tempfile
@@ -366,3 +377,40 @@ for name in STYLE:
 # **Try it yourself**: `GRPOTrainConfig(scale_rewards="none")` (Dr. GRPO), `group_size=4`
 # or `16` at the same 64 responses per step, `RLOOTrainConfig(beta=0.2)`, or
 # `reward="gold"` (the oracle: no proxy to hack) for every method.
+
+# %% [markdown]
+# ## Recap quiz
+#
+# Answer in the cell below (a letter, or a number where a number is asked) and run it: each answer is checked, and a wrong one gets a hint.
+#
+# 1. GRPO's advantage of a response is
+#    - (a) its reward minus the critic's value
+#    - (b) its reward
+#    - (c) its reward standardised within its group: (r - group mean) / group std
+#    - (d) the mean reward of the other responses
+#
+# 2. RLOO with $k = 4$ responses to one prompt, rewards $(1, 2, 3, 6)$: what is the baseline of the first response?
+#
+# 3. The KL of best-of-$n$ to the base model is $\log n - (n-1)/n$. For $n = 8$?
+#
+# 4. What do GRPO and RLOO save compared with PPO?
+#    - (a) The reward model
+#    - (b) Sampling
+#    - (c) The reference model
+#    - (d) The critic, a second network as large as the policy
+#
+# 5. What does best-of-$n$ cost?
+#    - (a) $n$ times the sampling, at every use, forever
+#    - (b) One training run, then nothing
+#    - (c) A critic
+#    - (d) Nothing
+
+# %%
+from moss_lab.quiz import score_quiz
+
+# your answers: a letter ("a" to "d"), or a number where a number is asked
+quiz_answers = {1: None, 2: None, 3: None, 4: None, 5: None}
+### BEGIN SOLUTION
+quiz_answers = {1: "c", 2: 3.667, 3: 1.204, 4: "d", 5: "a"}
+### END SOLUTION
+score_quiz("10", quiz_answers)

@@ -21,9 +21,18 @@
 #    strength, at each noise level, and compare with gold on held-out pairs;
 # 5. write InfoNCE (the second exercise) and measure the contrastive term.
 #
-# **Time:** about 45 minutes of reading and exercises; the code runs in about 3 minutes on
-# a 2-core laptop (22 small reward models of ~5 s each). Every number here comes from
-# small, noisy runs: the lab says, after each run cell, what we saw over 3 data seeds.
+# Every number here comes from small, noisy runs: the lab says, after each run cell, what we saw over 3 data seeds.
+
+# %% [markdown]
+# ## Objectives
+#
+# After this lab you can:
+#
+# - measure an ensemble's preference strength and use it to find mislabelled and ambiguous pairs;
+# - judge flipping, smoothing and an adaptive margin against the seed spread;
+# - write InfoNCE and measure what a contrastive term does.
+#
+# **Time:** about 45 minutes of reading, exercises and the quiz; the code runs in about 3 minutes on a 2-core laptop (22 small reward models of ~5 s each).
 
 # %%
 import dataclasses
@@ -374,3 +383,44 @@ print(f"(InfoNCE of a random guess among {len(sample)}: log {len(sample)} = "
 #
 # **Next:** lab 06 used a reward model in PPO; a reward model trained with these remedies
 # goes into the same loop (`moss-lab train-rm --help` lists the options used here).
+
+# %% [markdown]
+# ## Recap quiz
+#
+# Answer in the cell below (a letter, or a number where a number is asked) and run it: each answer is checked, and a wrong one gets a hint.
+#
+# 1. An ensemble gives a pair a strongly negative mean $r_c - r_r$ with a small spread. The pair is
+#    - (a) clear: keep it as it is
+#    - (b) probably mislabelled: flip it
+#    - (c) ambiguous: smooth it
+#    - (d) a duplicate
+#
+# 2. A pair with mean $r_c - r_r$ near 0 and a large spread over the members is
+#    - (a) clear
+#    - (b) mislabelled
+#    - (c) ambiguous: a candidate for smoothing
+#    - (d) an error in the data
+#
+# 3. Flipping driven by a weak ensemble at low label noise
+#    - (a) always helps
+#    - (b) has no effect
+#    - (c) can flip correct labels: its precision decides whether it helps
+#    - (d) needs the gold score
+#
+# 4. InfoNCE over a batch of 64 when every similarity is equal (no information): what is its value (natural log)?
+#
+# 5. Two remedies differ by 0.02 in agreement with gold. What must you compare that with?
+#    - (a) The training loss
+#    - (b) The seed spread of plain training
+#    - (c) The number of epochs
+#    - (d) Nothing: 0.02 is a real gain
+
+# %%
+from moss_lab.quiz import score_quiz
+
+# your answers: a letter ("a" to "d"), or a number where a number is asked
+quiz_answers = {1: None, 2: None, 3: None, 4: None, 5: None}
+### BEGIN SOLUTION
+quiz_answers = {1: "b", 2: "c", 3: "c", 4: 4.159, 5: "b"}
+### END SOLUTION
+score_quiz("11", quiz_answers)

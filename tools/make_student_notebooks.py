@@ -12,6 +12,10 @@ and the student version gets, at the same indentation,
 
         raise NotImplementedError("Exercise: write your solution here")
 
+A block at the top level of a cell (markers in column 0, e.g. a recap quiz's answers
+after the `quiz_answers = {1: None, ...}` line the learner fills in) is removed with no
+stub: a top-level `raise` would stop the student notebook there.
+
 Outputs, execution counts and run metadata are stripped too, with nbstripout's API (as
 `nbstripout --keep-id` does). The check cell that follows each exercise then prints
 "⚠️ Not implemented yet" until the learner fills the function in.
@@ -43,7 +47,8 @@ STRIP_KEYS = [
 
 
 def student_source(source: str) -> str:
-    """Replace every BEGIN/END SOLUTION block (markers included) with the stub."""
+    """Replace every BEGIN/END SOLUTION block (markers included) with the stub, or with
+    nothing when the block is at the top level of the cell."""
     out, inside = [], False
     for number, line in enumerate(source.splitlines(keepends=True), start=1):
         marker = line.strip()
@@ -51,7 +56,8 @@ def student_source(source: str) -> str:
             if inside:
                 raise ValueError(f"line {number}: {BEGIN} inside another solution block")
             indent = line[: len(line) - len(line.lstrip())]
-            out.append(indent + STUB + "\n")
+            if indent:
+                out.append(indent + STUB + "\n")
             inside = True
         elif marker == END:
             if not inside:
