@@ -411,3 +411,40 @@ plt.show()
 # * Raise the annotators' noise to $\tau = 2$: how many more votes does the people's board
 #   need for the same interval width?
 # * Rerun section 1 with `seed=1`: does PPO's interval at N = 25 still exclude 50%?
+
+# %% [markdown]
+# ## Recap quiz
+#
+# Answer in the cell below (a letter, or a number where a number is asked) and run it: each answer is checked, and a wrong one gets a hint.
+#
+# 1. A judge prefers policy A on 60 of N = 100 prompts (no ties). The normal approximation's 95% half-width is $1.96\sqrt{p(1-p)/N}$: what is it?
+#
+# 2. To halve the width of a win rate's 95% interval you need
+#    - (a) twice the judgements
+#    - (b) four times the judgements
+#    - (c) half the judgements
+#    - (d) the same judgements, bootstrapped more often
+#
+# 3. On an Elo board policy A is 191 points above policy B. What win rate of A over B does that predict?
+#
+# 4. The reward model's board puts best-of-8 level with PPO; the gold board puts it lower. Why can the reward model's board not settle it?
+#    - (a) It has fewer judgements
+#    - (b) Best-of-8 picked its answers by that same reward model, so that judge is biased towards it
+#    - (c) Elo ratings cannot compare sampling methods
+#    - (d) The gold score is noisier
+#
+# 5. Why does BLEU against one reference answer track the gold score so weakly?
+#    - (a) It is computed on tokens, not words
+#    - (b) It rewards overlap with one phrasing, while many different answers are equally good
+#    - (c) It needs several GPUs
+#    - (d) It ignores the prompt's topic words
+
+# %%
+from moss_lab.quiz import score_quiz
+
+# your answers: a letter ("a" to "d"), or a number where a number is asked
+quiz_answers = {1: None, 2: None, 3: None, 4: None, 5: None}
+### BEGIN SOLUTION
+quiz_answers = {1: 0.096, 2: "b", 3: 0.75, 4: "b", 5: "b"}
+### END SOLUTION
+score_quiz("12", quiz_answers)

@@ -1,4 +1,4 @@
-"""The recap quizzes of labs 01-11: five questions each, with their answers and the hint
+"""The recap quizzes of labs 01-12: five questions each, with their answers and the hint
 printed after a wrong answer (moss_lab/quiz.py checks them; labs/instructor/ANSWERS.md
 explains them). The numbers follow from each lab's own formulas; tests/test_quiz.py
 recomputes every one of them with the library or plain Python.
@@ -342,5 +342,33 @@ QUIZZES: dict[str, list[Choice | Number]] = {
                "The number of epochs",
                "Nothing: 0.02 is a real gain",
                "b", "at this scale the seed spread is as large as the effects."),
+    ],
+    "12": [
+        Number("A judge prefers policy A on 60 of N = 100 prompts (no ties). The normal "
+               "approximation's 95% half-width is $1.96\\sqrt{p(1-p)/N}$: what is it?",
+               0.096, 0.004, "p = 0.6: 1.96 x sqrt(0.24 / 100) = 1.96 x 0.049."),
+        choice("To halve the width of a win rate's 95% interval you need",
+               "twice the judgements", "four times the judgements",
+               "half the judgements", "the same judgements, bootstrapped more often",
+               "b", "the width shrinks like 1/sqrt(N)."),
+        Number("On an Elo board policy A is 191 points above policy B. What win rate of A "
+               "over B does that predict?",
+               0.75, 0.01, "P = 1 / (1 + 10^(-191/400)): 400 points are 10:1 odds."),
+        choice("The reward model's board puts best-of-8 level with PPO; the gold board puts it "
+               "lower. Why can the reward model's board not settle it?",
+               "It has fewer judgements",
+               "Best-of-8 picked its answers by that same reward model, so that judge is "
+               "biased towards it",
+               "Elo ratings cannot compare sampling methods",
+               "The gold score is noisier",
+               "b", "a policy optimised against a judge looks good to that judge: evaluate "
+               "with another one (gold, people)."),
+        choice("Why does BLEU against one reference answer track the gold score so weakly?",
+               "It is computed on tokens, not words",
+               "It rewards overlap with one phrasing, while many different answers are "
+               "equally good",
+               "It needs several GPUs",
+               "It ignores the prompt's topic words",
+               "b", "n-gram overlap measures closeness to one reference, not quality."),
     ],
 }

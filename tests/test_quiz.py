@@ -125,6 +125,8 @@ def test_every_numeric_answer_follows_from_its_formula():
         ("10", 3): math.log(8) - 7 / 8,
         ("11", 4): torch.nn.functional.cross_entropy(torch.zeros(64, 64),
                                                      torch.arange(64)).item(),
+        ("12", 1): 1.96 * math.sqrt(0.6 * 0.4 / 100),
+        ("12", 3): 1 / (1 + 10 ** (-191 / 400)),
     }
     numeric = {(lab, i): q for lab, qs in QUIZZES.items() for i, q in enumerate(qs, 1)
                if isinstance(q, quiz.Number)}
