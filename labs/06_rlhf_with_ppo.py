@@ -36,6 +36,17 @@
 # **exact KL** of two categorical distributions, with which we then show that a KL
 # estimator with the right *value* can have the wrong *gradient*.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this lab you can:
+#
+# - build the per-token RLHF reward: the score on the last real token, the KL penalty on every token;
+# - compute the KL estimators $k_1, k_2, k_3$ and say which is unbiased and which is never negative;
+# - run PPO end to end on the toy world and read its curves and files.
+#
+# **Time:** about 50 minutes of reading, exercises and the quiz; the code runs in a few minutes.
+
 # %%
 import copy
 import json
@@ -295,6 +306,55 @@ print(f"\nRM score {before['rm']:+.2f} -> {after['rm']:+.2f};   "
       f"gold {before['gold']:+.2f} -> {after['gold']:+.2f}")
 
 # %% [markdown]
+# ### Watching for pattern collapse
+#
+# MOSS-RLHF (Part I) found the reward the *least* reliable sign that a PPO run is going
+# wrong: the reward model keeps scoring the policy higher while the text gets worse, which
+# they call **pattern collapse**. Real runs have no gold score, so they watch the text:
+#
+# * **perplexity under the reference**, $\exp\big(-\frac1N\sum_t \log\pi_\text{ref}(a_t\mid
+#   s_t)\big)$ over the $N$ sampled response tokens (`response/ref_perplexity`): how
+#   surprised the starting model is by what the policy writes. It climbs when the policy
+#   drifts into text the base model, and so the reward model trained on its samples, never saw;
+# * **response length**: collapsing policies often write longer and longer;
+# * **distinct-2** (`response/distinct_2`, `moss_lab/ppo/monitor.py`): distinct word pairs
+#   divided by word pairs over the whole batch (Li et al. 2016). It falls when responses
+#   repeat themselves or each other;
+# * the **KL to the reference**, which keeps climbing instead of levelling off.
+#
+# The run's history (the rows of `metrics.jsonl`) has them all.
+
+# %%
+COLLAPSE_PANELS = [("reward/score", "RM score (optimised)"), ("reward/gold", "gold score (hidden)"),
+                   ("objective/kl", "KL to reference"),
+                   ("response/ref_perplexity", "perplexity under the reference"),
+                   ("response/length", "response length (tokens)"),
+                   ("response/distinct_2", "distinct-2 (distinct word pairs / pairs)")]
+iters = [r["iteration"] for r in result.history]
+fig, axes = plt.subplots(2, 3, figsize=(13, 5.2), sharex=True)
+for ax, (key, title) in zip(axes.flat, COLLAPSE_PANELS):
+    ax.plot(iters, [r[key] for r in result.history], color="C0")
+    ax.set_title(title, fontsize=10)
+for ax in axes[1]:
+    ax.set_xlabel("iteration")
+plt.show()
+for key, title in COLLAPSE_PANELS:
+    final = sum(r[key] for r in result.history[-5:]) / 5
+    print(f"{title:42s} iteration 1: {result.history[0][key]:6.2f}   last 5 iterations: {final:6.2f}")
+
+# %% [markdown]
+# Pattern collapse would look like this: the RM score still rising while the KL and the
+# perplexity under the reference climb together, distinct-2 falls and (had we one) the gold
+# score falls. This run, with $\beta = 0.05$, shows none of it. Ours, iteration 1 against
+# the mean of the last 5: RM score 1.38 → 2.48 and gold -1.43 → 1.33, while the KL levelled
+# off near 4 nats, the perplexity under the reference stayed near 2 (2.20 → 2.03; the
+# policy writes text the base model finds *likely*), length fell from 17.4 to 14.2 tokens
+# and distinct-2 went from 0.35 to 0.30: a little less variety as the entropy falls, not a
+# collapse. A second seed (`seed=1`) told the same story: perplexity 2.30 → 2.12,
+# distinct-2 0.33 → 0.31, gold -1.72 → 1.31. Lab 08 takes the KL penalty away and these
+# curves move.
+
+# %% [markdown]
 # ## 7. How far did it move? Three KL estimators
 #
 # The KL penalty needs $\mathrm{KL}(\pi\,\|\,\pi_\text{ref})$ per token, from the one token
@@ -456,3 +516,44 @@ for line in (run / "samples.jsonl").read_text().splitlines()[-2:]:
 # * From a shell: `moss-lab ppo --iterations 30` runs the same loop with a progress bar.
 #
 # Next: lab 07 switches the PPO-max tricks off one at a time.
+
+# %% [markdown]
+# ## Recap quiz
+#
+# Answer in the cell below (a letter, or a number where a number is asked) and run it: each answer is checked, and a wrong one gets a hint.
+#
+# 1. Where is the reward model's score added in the per-token rewards?
+#    - (a) On every response token
+#    - (b) On the first response token
+#    - (c) On the last real response token
+#    - (d) On the padding after the response
+#
+# 2. The KL term in the per-token reward of token $t$ is
+#    - (a) $+\beta(\log\pi - \log\pi_\text{ref})$
+#    - (b) $-\beta(\log\pi - \log\pi_\text{ref})$
+#    - (c) $-\beta \log\pi$
+#    - (d) $+\beta\,k_3$
+#
+# 3. $\log\pi = -1.0$ and $\log\pi_\text{ref} = -1.5$ on one token. What is $k_3 = (r - 1) - \log r$, with $\log r = \log\pi_\text{ref} - \log\pi$?
+#
+# 4. Which KL estimator is unbiased and never negative on a token?
+#    - (a) $k_1 = -\log r$
+#    - (b) $k_2 = \tfrac12(\log r)^2$
+#    - (c) $k_3 = (r-1) - \log r$
+#    - (d) none of them
+#
+# 5. Of the four models of a PPO run for RLHF, which are trained?
+#    - (a) The policy and the critic
+#    - (b) The policy and the reward model
+#    - (c) All four
+#    - (d) Only the policy
+
+# %%
+from moss_lab.quiz import score_quiz
+
+# your answers: a letter ("a" to "d"), or a number where a number is asked
+quiz_answers = {1: None, 2: None, 3: None, 4: None, 5: None}
+### BEGIN SOLUTION
+quiz_answers = {1: "c", 2: "b", 3: 0.1065, 4: "c", 5: "a"}
+### END SOLUTION
+score_quiz("06", quiz_answers)

@@ -33,6 +33,17 @@
 # reward normalisation, the normalisation and clipping of the scores, and the clipped
 # value loss.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this lab you can:
+#
+# - write running reward normalisation with clipping and the clipped value loss;
+# - switch PPO-max's tricks off one at a time and read what each does;
+# - judge a difference between two runs against the seed noise.
+#
+# **Time:** about 45 minutes of reading, exercises and the quiz; the code runs in a few minutes.
+
 # %%
 import copy
 import tempfile
@@ -272,6 +283,45 @@ plt.show()
 
 
 # %% [markdown]
+# ### Pattern collapse, by the signals of lab 06
+#
+# The same runs through two of MOSS's stability signals, which need no gold score: the
+# perplexity of the responses under the reference (rises as the text drifts from what the
+# base model writes) and distinct-2, the distinct word pairs over all word pairs of a
+# batch (falls as responses repeat; `moss_lab/ppo/monitor.py`).
+
+# %%
+COLLAPSE_PANELS = [("response/ref_perplexity", "perplexity under the reference"),
+                   ("response/distinct_2", "distinct-2 (distinct word pairs / pairs)")]
+fig, axes = plt.subplots(1, len(COLLAPSE_PANELS), figsize=(11, 3.4))
+for name, result in results.items():
+    x = [r["iteration"] for r in result.history]
+    style = {"lw": 2.5, "color": "k"} if name == "PPO-max" else {"lw": 1.3}
+    for ax, (key, title) in zip(axes, COLLAPSE_PANELS):
+        ax.plot(x, [r[key] for r in result.history], label=name, **style)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("iteration")
+axes[0].legend(fontsize=8)
+plt.show()
+print(f"{'run (mean of the last 5 iterations)':36s} {'RM score':>8} {'gold':>6} {'ref ppl':>7} "
+      f"{'distinct-2':>10}")
+for name, result in results.items():
+    h = result.history[-5:]
+    print(f"{name:36s}", *(f"{sum(r[k] for r in h) / len(h):{w}.2f}" for k, w in
+          (("reward/score", 8), ("reward/gold", 6), ("response/ref_perplexity", 7),
+           ("response/distinct_2", 10))))
+
+# %% [markdown]
+# By these signals the **no-KL** arm is the one collapsing: in our run its RM score ended
+# where PPO-max's did (2.41 for both, mean of the last 5 iterations) while its perplexity
+# under the reference climbed from 2.20 to 3.42 (PPO-max: 2.08), its distinct-2 was the
+# lowest (0.29 against PPO-max's 0.31, from 0.35 at the start) and its gold fell to -0.03
+# (PPO-max: 1.18). The un-normalised x10 arm drifted as far (perplexity 3.76) without
+# repeating itself more (0.31). In 25 iterations distinct-2 moves little; the perplexity
+# under the reference is the early warning (lab 08 runs longer).
+
+
+# %% [markdown]
 # ## The table
 #
 # Final figures are averaged over the last 5 iterations (one iteration is noisy).
@@ -294,7 +344,8 @@ for name, result in results.items():
 # ## What to read in them
 #
 # * **No KL penalty**: the gold score climbs with the others at first, then falls in the
-#   second half (in our run from about 1.7 to 0.8) while the KL keeps growing, to about
+#   second half (in our run it peaked at 1.34 and averaged -0.03 over the last 5
+#   iterations, against PPO-max's 1.18) while the KL keeps growing, to about
 #   twice PPO-max's (note the log scale). Nothing holds the policy near the text the
 #   reward model was trained on, and it drifts into what the reward model over-scores
 #   (lab 08 shows the text). This is the start of MOSS's pattern collapse, and the
@@ -328,3 +379,40 @@ for name, result in results.items():
 # `token_level_kl=False` (the KL subtracted once from the final score), or turn on the
 # tricks PPO-max left out: `entropy_coef=0.01`, `ptx_coef=0.5`, `advantage_clip=0.5`. Use
 # 2-3 seeds (`seed=...`) before believing a difference.
+
+# %% [markdown]
+# ## Recap quiz
+#
+# Answer in the cell below (a letter, or a number where a number is asked) and run it: each answer is checked, and a wrong one gets a hint.
+#
+# 1. Running mean 3, std 2, clip 5: what does `normalise_scores` return for a score of 17?
+#
+# 2. Value clipping with clip 0.2: the rollout value was $V_\text{old} = 1.0$ and the critic now says $V = 1.5$. What is $V_\text{clip}$?
+#
+# 3. What does running reward normalisation buy?
+#    - (a) A higher gold score in every run
+#    - (b) No need for a KL penalty
+#    - (c) A smaller reward model
+#    - (d) The rewards PPO sees do not depend on the reward model's scale
+#
+# 4. What did MOSS-RLHF see without the KL penalty?
+#    - (a) Pattern collapse: reward up, quality and diversity down
+#    - (b) Training too slow to move
+#    - (c) The critic diverging first
+#    - (d) Nothing different
+#
+# 5. One seed per arm: a run with one trick off ends 0.1 below PPO-max in gold. You conclude
+#    - (a) the trick helps by 0.1
+#    - (b) the trick hurts
+#    - (c) nothing yet: seeds alone move the result by about 0.25; run 2-3 seeds per arm
+#    - (d) the lab is broken
+
+# %%
+from moss_lab.quiz import score_quiz
+
+# your answers: a letter ("a" to "d"), or a number where a number is asked
+quiz_answers = {1: None, 2: None, 3: None, 4: None, 5: None}
+### BEGIN SOLUTION
+quiz_answers = {1: 5, 2: 1.2, 3: "d", 4: "a", 5: "c"}
+### END SOLUTION
+score_quiz("07", quiz_answers)

@@ -23,6 +23,17 @@
 # Three exercises along the way: the KL of a response (the x-axis of every plot here),
 # Gao et al.'s fit, and the adaptive KL controller's update.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this lab you can:
+#
+# - see reward hacking: the proxy rises while gold peaks and falls;
+# - compute the KL of a response and fit Gao et al.'s gold-against-$\sqrt{\mathrm{KL}}$ curve;
+# - write the adaptive KL controller's update and say how it steers the KL.
+#
+# **Time:** about 45 minutes of reading, exercises and the quiz; the code runs in a few minutes.
+
 # %%
 import tempfile
 import warnings
@@ -92,6 +103,36 @@ print(f"gold: start {gold[0]:+.2f}, peak {gold[peak]:+.2f} at iteration {it[peak
 # +1.34 at its peak at iteration 10, +0.24 after 36 iterations, while the proxy rose from
 # +1.38 to +2.60. How far gold falls depends on the reward model and the seed; that it
 # falls while the proxy rises is the point.)
+#
+# A real run has no gold score. What would have warned it? The signals MOSS-RLHF watches
+# (lab 06): the perplexity of the responses under the reference, their length, and
+# distinct-2 (distinct word pairs over all word pairs of a batch; `moss_lab/ppo/monitor.py`).
+
+# %%
+COLLAPSE_PANELS = [("response/ref_perplexity", "perplexity under the reference"),
+                   ("response/length", "response length (tokens)"),
+                   ("response/distinct_2", "distinct-2 (distinct word pairs / pairs)")]
+fig, axes = plt.subplots(1, len(COLLAPSE_PANELS), figsize=(13, 3.2))
+for ax, (key, title) in zip(axes, COLLAPSE_PANELS):
+    ax.plot(it, [r[key] for r in h])
+    ax.axvline(it[peak], color="gray", ls=":", label=f"gold peaks (iteration {it[peak]})")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("PPO iteration (kl_coef = 0)")
+axes[0].legend(fontsize=8)
+plt.show()
+for key, title in COLLAPSE_PANELS:
+    final = sum(r[key] for r in h[-5:]) / 5
+    print(f"{title:42s} start {h[0][key]:6.2f}   at the gold peak {h[peak][key]:6.2f}   "
+          f"last 5 iterations {final:6.2f}")
+
+# %% [markdown]
+# Up to the gold peak the text signals look healthy (our run: perplexity under the
+# reference 2.20 at the start, 2.04 at iteration 10; distinct-2 up from 0.35 to 0.41 as
+# the policy stops rambling; length down from 17 to 11 tokens). Past it they turn, while
+# the proxy keeps rising: from iteration ~21 the perplexity jumps (3.79 at iteration 23;
+# 4.12 over the last 5 iterations), distinct-2 falls to 0.26 and responses grow back to
+# 15 tokens. That is MOSS's pattern collapse, visible without the gold score; the reward
+# model's own score never showed it.
 #
 # ## 2. What does the hacked policy write?
 #
@@ -332,3 +373,40 @@ print(f"beta after 400 iterations: {betas[-1]:.3f} (the beta that gives KL = 4 h
 # **Try it yourself**: `PPOConfig.preset("toy-fast", kl_target=4.0)` (adaptive $\beta$;
 # watch `objective/kl_coef`), a larger `missing_eos_penalty`, or `reward="gold"` (no
 # proxy: does the gold score still fall?).
+
+# %% [markdown]
+# ## Recap quiz
+#
+# Answer in the cell below (a letter, or a number where a number is asked) and run it: each answer is checked, and a wrong one gets a hint.
+#
+# 1. PPO with no KL penalty: what do the proxy (reward model) and gold scores do?
+#    - (a) Both rise together
+#    - (b) The proxy keeps rising; gold rises, peaks and falls
+#    - (c) Both fall
+#    - (d) Gold keeps rising; the proxy falls
+#
+# 2. The KL of one response to the reference, the x-axis of this lab's plots, is
+#    - (a) the sum over its tokens of $\log\pi - \log\pi_\text{ref}$
+#    - (b) the mean reward
+#    - (c) the number of tokens
+#    - (d) $\log\pi$ of the last token
+#
+# 3. Gao et al.'s fit $R(d) = d(\alpha - \beta_\text{RL}\log d)$ with $\alpha = 1$, $\beta_\text{RL} = 0.5$: at which $d$ does the gold score peak?
+#
+# 4. Adaptive KL: $\beta = 0.1$, KL 8 against a target of 4, 64 steps, horizon 1000. What is the new $\beta$?
+#
+# 5. Why does the gold score fall while the proxy still rises?
+#    - (a) The learning rate is too small
+#    - (b) The gold score is noisy
+#    - (c) The policy exploits the reward model's mistakes, where it is blind or wrong
+#    - (d) The reference model changes
+
+# %%
+from moss_lab.quiz import score_quiz
+
+# your answers: a letter ("a" to "d"), or a number where a number is asked
+quiz_answers = {1: None, 2: None, 3: None, 4: None, 5: None}
+### BEGIN SOLUTION
+quiz_answers = {1: "b", 2: "a", 3: 2.718, 4: 0.10128, 5: "c"}
+### END SOLUTION
+score_quiz("08", quiz_answers)

@@ -20,8 +20,12 @@ PLOT_METRICS = {  # metric name in metrics.jsonl -> plot title
     "reward/score": "Reward-model score",
     "reward/gold": "Gold score (true quality)",
     "objective/kl": "KL to the reference",
-    "objective/entropy": "Entropy",
+    # the PPO tab's second row: where pattern collapse shows while the reward still rises
+    # (MOSS-RLHF Part I; entropy is in metrics.jsonl and the Runs tab); titles short
+    # enough for a third of the row
+    "response/ref_perplexity": "Ref. perplexity (high: drift)",
     "response/length": "Response length (tokens)",
+    "response/distinct_2": "2-gram variety (low: repeats)",
 }
 
 

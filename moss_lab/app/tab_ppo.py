@@ -240,6 +240,7 @@ def build(demo: gr.Blocks) -> dict:
                 gr.Markdown(switches_help())
             b_launch, b_stop = watch.controls("ppo", "Launch PPO")
         with gr.Column(scale=3):
+            # 3 + 3: what PPO optimises, then the pattern-collapse signals (context.py)
             status, plots = watch.curves("ppo", PLOT_METRICS, "iteration", per_row=3)
             samples = gr.Dataframe(samples_table(None), label="Recent samples (newest first)",
                                    wrap=True, interactive=False, elem_id="ppo-samples",

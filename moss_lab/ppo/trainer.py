@@ -36,6 +36,7 @@ from .advantages import explained_variance, gae, whiten
 from .config import PPOConfig
 from .kl import AdaptiveKLController, FixedKLController, kl_estimate
 from .losses import masked_mean, policy_loss, ptx_loss, value_loss
+from .monitor import distinct_n
 from .rewards import RunningMoments, shape_rewards
 from .rollout import Rollout, critic_forward, policy_forward, rollout
 from .setup import load_models, merge_lora, prompt_source
@@ -372,6 +373,9 @@ def metrics_row(it: int, batch: Rollout, b: dict, train_stats: dict,
         "response/eos_rate": batch.ended.float().mean().item(),
         "response/perplexity": math.exp(-(batch.logp.sum() / n_tok).item()),
         "response/ref_perplexity": math.exp(-(batch.ref_logp.sum() / n_tok).item()),
+        # pattern collapse (MOSS-RLHF Part I): falls when responses repeat (monitor.py)
+        "response/distinct_1": distinct_n(batch.response_ids, 1, batch.mask),
+        "response/distinct_2": distinct_n(batch.response_ids, 2, batch.mask),
     }
     if gold is not None:
         row["reward/gold"] = sum(gold) / len(gold)
