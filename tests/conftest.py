@@ -34,3 +34,38 @@ def toy_base_model_built():
 
     build_toy_model("xs")
     toy_reward_model_dir("toy")
+
+
+# The one slow check that the shipped toy models equal a fresh build (~5 min of one core)
+# starts in a subprocess when the session starts and runs on the second core beside the
+# other tests (they use one torch thread each); tests/test_shipped_models.py waits for it.
+FRESH_BUILD_TEST = "test_a_fresh_build_equals_the_shipped_models"
+FRESH_BUILD = """
+import torch
+torch.set_num_threads(1)
+from moss_lab.models import build_toy_model
+from moss_lab.ppo import toy
+build_toy_model("xs", seed=0, force=True, progress=False)  # trained, not copied
+toy.toy_reward_model_dir("toy", force=True)
+"""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fresh_toy_build(request, tmp_path_factory):
+    """(process, data home) of the background fresh build, or None when the test that
+    needs it is not selected."""
+    import subprocess
+    import sys
+
+    if not any(item.name == FRESH_BUILD_TEST for item in request.session.items):
+        yield None
+        return
+    home = tmp_path_factory.mktemp("fresh-build-home")
+    env = {**os.environ, "MOSS_LAB_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    log = open(home / "build.log", "w")
+    process = subprocess.Popen([sys.executable, "-c", FRESH_BUILD], env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    yield process, home
+    if process.poll() is None:
+        process.kill()
+    log.close()

@@ -1,7 +1,8 @@
 """The toy models the package ships (moss_lab/assets) are what the library builds.
 
 One fresh build from scratch (the base model, then the toy reward model on it: ~4-5 min
-on one core) in an empty data home, compared tensor by tensor with the shipped copies.
+on one core, in a subprocess that tests/conftest.py starts with the session) in an empty
+data home, compared tensor by tensor with the shipped copies.
 On the machine that shipped them the build is bit-identical (one thread, fixed seeds);
 another CPU may round differently in its kernels, so the test also accepts a tiny
 difference when the greedy samples and reward scores still agree. A failure means the toy
@@ -68,17 +69,19 @@ def test_a_fresh_data_home_gets_the_shipped_copies_at_once(tmp_path, monkeypatch
 
 
 @pytest.mark.slow
-def test_a_fresh_build_equals_the_shipped_models(tmp_path, monkeypatch):
+def test_a_fresh_build_equals_the_shipped_models(fresh_toy_build):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from moss_lab.reward import load_reward_model
     from moss_lab.scoring import score
     from moss_lab.toyworld import sample_prompts
 
-    monkeypatch.setenv("MOSS_LAB_HOME", str(tmp_path))
-    torch.set_num_threads(1)
-    base = build_toy_model("xs", seed=0, force=True, progress=False)  # trained, not copied
-    rm = toy.toy_reward_model_dir("toy", force=True)
+    # the build runs in a subprocess started with the session (tests/conftest.py), beside
+    # the other tests; here we wait for it and compare
+    process, home = fresh_toy_build
+    assert process.wait(timeout=1800) == 0, (home / "build.log").read_text()[-3000:]
+    base = home / "models" / toy_model_dir("xs", 0).name
+    rm = next((home / "models").glob("toy-rm-*"))
     shipped_base, shipped_rm = SHIPPED_DIR / base.name, SHIPPED_DIR / rm.name
     same_files(base, shipped_base, ["config.json", "tokenizer.json", "tokenizer_config.json"])
     same_files(rm, shipped_rm, ["config.json", "tokenizer.json", "tokenizer_config.json"])
