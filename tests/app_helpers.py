@@ -1,4 +1,5 @@
 """Helpers shared by the app tests (gradio_client and browser)."""
+import contextlib
 import os
 import socket
 import time
@@ -32,3 +33,53 @@ def fake_run(home, name, kind="ppo", rows=(), config=None, state="finished", pol
     if policy:
         write_json(folder / "policy" / "config.json", {})
     return folder
+
+
+# ---- the browser tests (Debian's chromium driven by Playwright for Python) ----
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def browser_marks():
+    """The pytestmark of a browser test module: skipped without chromium, quiet about
+    the warnings gradio and pandas raise while serving."""
+    import pytest
+
+    return [
+        pytest.mark.browser,
+        pytest.mark.skipif(not CHROMIUM.exists(),
+                           reason="needs Debian's chromium at /usr/bin/chromium "
+                                  "(apt-get install chromium; .ci/browser-deps does it in CI)"),
+        pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
+                                   "ignore:.*no_silent_downcasting:Warning",
+                                   "ignore:The copy keyword:Warning"),
+    ]
+
+
+@contextlib.contextmanager
+def app_page(home: Path, height: int = 1000, prepare=None):
+    """A chromium page on the app, launched in-process with `home` as its data home;
+    `prepare()` runs once the lab is reset, before the launch (e.g. to store pairs)."""
+    import gradio as gr
+    import pytest
+    from playwright import sync_api
+
+    from moss_lab.app import context, launch
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MOSS_LAB_HOME", str(home))
+        context.reset_lab()
+        if prepare is not None:
+            prepare()
+        _, url, _ = launch(port=free_port(), prevent_thread_lock=True)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": height})
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            yield page
+            browser.close()
+        gr.close_all()
+        context.reset_lab()

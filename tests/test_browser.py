@@ -12,48 +12,21 @@ import time
 from pathlib import Path
 
 import pytest
-from app_helpers import fake_run, free_port, isolated_home
+from app_helpers import app_page, browser_marks, fake_run, isolated_home
 
-
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="needs Debian's chromium at /usr/bin/chromium "
-                              "(apt-get install chromium; .ci/browser-deps does it in CI)"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
-                               "ignore:.*no_silent_downcasting:Warning",
-                               "ignore:The copy keyword:Warning"),
-]
+pytestmark = browser_marks()
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     """(page, home): a chromium page on the app, launched with its own data home."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    import gradio as gr
-
-    from moss_lab.app import context, launch
-
+    pytest.importorskip("playwright.sync_api")
     home = isolated_home(tmp_path_factory.mktemp("browser-home"))
     ARTIFACTS.mkdir(exist_ok=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MOSS_LAB_HOME", str(home))
-        context.reset_lab()
-        _, url, _ = launch(port=free_port(), prevent_thread_lock=True)
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-            pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-            pg.set_default_timeout(60_000)
-            pg.goto(url)
-            yield pg, home
-            browser.close()
-        gr.close_all()
-        context.reset_lab()
+    with app_page(home) as pg:
+        yield pg, home
 
 
 def count_votes(home: Path) -> int:

@@ -8,52 +8,30 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from app_helpers import free_port, isolated_home
+from app_helpers import app_page, browser_marks, isolated_home
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 HTML_PROMPT = "Human: <form><input type=password></form><img src=http://x> Assistant: "
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="needs Debian's chromium at /usr/bin/chromium "
-                              "(apt-get install chromium; .ci/browser-deps does it in CI)"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
-                               "ignore:.*no_silent_downcasting:Warning",
-                               "ignore:The copy keyword:Warning"),
-]
+pytestmark = browser_marks()
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     """(page, home): a chromium page on the app, launched with its own data home, whose
     store holds one pair with an HTML prompt, older than any other (served first)."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    import gradio as gr
-
-    from moss_lab.app import context, launch
+    pytest.importorskip("playwright.sync_api")
+    from moss_lab.app import context
     from moss_lab.labels import Pair
 
-    home = isolated_home(tmp_path_factory.mktemp("browser-label-home"))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MOSS_LAB_HOME", str(home))
-        context.reset_lab()
+    def add_html_pair():
         store = context.get_lab().store
         store.add_pair(Pair("html-pair", HTML_PROMPT, "<b>bold?</b> no", "**stars** [x](y)"))
         with sqlite3.connect(store.path) as db:
             db.execute("UPDATE pairs SET created_at = 0 WHERE id = 'html-pair'")
-        _, url, _ = launch(port=free_port(), prevent_thread_lock=True)
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-            pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-            pg.set_default_timeout(60_000)
-            pg.goto(url)
-            yield pg, home
-            browser.close()
-        gr.close_all()
-        context.reset_lab()
+
+    home = isolated_home(tmp_path_factory.mktemp("browser-label-home"))
+    with app_page(home, prepare=add_html_pair) as pg:
+        yield pg, home
 
 
 def votes_by(home: Path, who: str) -> list[tuple]:

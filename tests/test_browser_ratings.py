@@ -3,49 +3,22 @@ tick it, rate both responses with the keys (1-5 in a rating row rate and move on
 vote), write a comment holding HTML, vote; the ratings are in the store, the comment is
 shown as text, and the rows are empty for the next pair."""
 import sqlite3
-from pathlib import Path
 
 import pytest
-from app_helpers import free_port, isolated_home
+from app_helpers import app_page, browser_marks, isolated_home
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 COMMENT = "right is <b>html</b> & rude"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="needs Debian's chromium at /usr/bin/chromium "
-                              "(apt-get install chromium; .ci/browser-deps does it in CI)"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning",
-                               "ignore:.*no_silent_downcasting:Warning",
-                               "ignore:The copy keyword:Warning"),
-]
+pytestmark = browser_marks()
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     """(page, home): a chromium page on the app, launched with its own data home."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    import gradio as gr
-
-    from moss_lab.app import context, launch
-
+    pytest.importorskip("playwright.sync_api")
     home = isolated_home(tmp_path_factory.mktemp("browser-ratings-home"))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MOSS_LAB_HOME", str(home))
-        context.reset_lab()
-        _, url, _ = launch(port=free_port(), prevent_thread_lock=True)
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-            pg = browser.new_page(viewport={"width": 1400, "height": 1400})
-            pg.set_default_timeout(60_000)
-            pg.goto(url)
-            yield pg, home
-            browser.close()
-        gr.close_all()
-        context.reset_lab()
+    with app_page(home, height=1400) as pg:
+        yield pg, home
 
 
 def wait_count(pg, n: int) -> None:
