@@ -62,7 +62,8 @@ import torch
 from . import preferences, ratings as rating_records, toyworld
 from .configs import Bound, between, check_bounds
 from .ratings import ASPECTS, Rating
-from .reward import MODEL_SUBDIR, _lr_factor, evaluate_reward_model, init_reward_model
+from .reward import (MODEL_SUBDIR, _lr_factor, evaluate_reward_model, init_reward_model,
+                     ready_to_train)
 from .run_folder import RunFolder
 from .scoring import reward_inputs
 
@@ -331,7 +332,6 @@ def train_rating_model(ratings, config: RatingRewardConfig | None = None,
     Metrics per step: step, epoch, lr, loss, train/mse, train/mse_aspects, reward/mean,
     reward/std, time/step_s; per epoch: eval/mse, eval/mse/<aspect>, eval/acc_gold...
     """
-    from .device import pick_device, set_cpu_threads
 
     config = config or RatingRewardConfig()
     ratings = [rating_records.validate(r) for r in ratings]
@@ -346,14 +346,7 @@ def train_rating_model(ratings, config: RatingRewardConfig | None = None,
     start = time.perf_counter()
     model, tokenizer = init_rating_model(config.base, config.seed, config.aspect_heads,
                                          config.attn_implementation)
-    device = pick_device(config.device)
-    if device.type == "cpu":
-        set_cpu_threads(model.num_parameters(), config.threads)
-    if config.freeze_embeddings:
-        for module in model.modules():
-            if isinstance(module, torch.nn.Embedding):
-                module.weight.requires_grad_(False)
-    model.to(device).train()
+    device = ready_to_train(model, config)
     folder = RunFolder(run_dir, {**asdict(config), "n_train": len(train), "n_eval": len(held_out),
                                  "n_eval_pairs": len(eval_pairs)})
 

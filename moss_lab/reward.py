@@ -451,6 +451,23 @@ def _lr_factor(step: int, total: int, config: RewardConfig) -> float:
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def ready_to_train(model, config) -> torch.device:
+    """Pick config.device, set CPU threads for the model's size, freeze the token and
+    position embeddings if config.freeze_embeddings, move the model there in train mode.
+    Shared by the Bradley-Terry and the rating-regression trainers."""
+    from .device import pick_device, set_cpu_threads
+
+    device = pick_device(config.device)
+    if device.type == "cpu":
+        set_cpu_threads(model.num_parameters(), config.threads)
+    if config.freeze_embeddings:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Embedding):
+                module.weight.requires_grad_(False)
+    model.to(device).train()
+    return device
+
+
 def train_reward_model(pairs: list[Preference], config: RewardConfig | None = None,
                        run_dir: str | Path | None = None,
                        on_metrics: Callable[[dict], None] | None = None,
@@ -472,8 +489,6 @@ def train_reward_model(pairs: list[Preference], config: RewardConfig | None = No
     ensemble's, moss_lab.preference_strength); the remedies that need one use it from the
     first epoch instead of measuring the model's own gap at remedy_epoch.
     """
-    from .device import pick_device, set_cpu_threads
-
     config = config or RewardConfig()
     pairs = [preferences.validate(p) for p in pairs]
     if strength is not None:
@@ -494,14 +509,7 @@ def train_reward_model(pairs: list[Preference], config: RewardConfig | None = No
     model, tokenizer = init_reward_model(config.base, config.seed, config.attn_implementation)
     if config.lm_coef:  # refused before the run folder exists
         _check_lm_term(model)
-    device = pick_device(config.device)
-    if device.type == "cpu":
-        set_cpu_threads(model.num_parameters(), config.threads)
-    if config.freeze_embeddings:
-        for module in model.modules():
-            if isinstance(module, torch.nn.Embedding):
-                module.weight.requires_grad_(False)
-    model.to(device).train()
+    device = ready_to_train(model, config)
     distributed.broadcast_parameters(model)  # under a launcher: every process starts alike
 
     # only the main process writes (and reports); alone, that is this process
