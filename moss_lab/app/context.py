@@ -37,6 +37,8 @@ class Lab:
     store: LabelStore
     runs: RunManager
     pool: PairPool
+    accounts: object = None  # moss_lab.accounts.Accounts in class mode, None single-user
+    settings: object = None  # moss_lab.app.session.ClassSettings (class.json)
     _policies: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -60,10 +62,17 @@ _LAB: Lab | None = None
 def get_lab() -> Lab:
     global _LAB
     if _LAB is None:
+        from .session import ClassSettings
+
         # repeat_window: a second Launch click on the same form is refused, not run twice
         _LAB = Lab(LabelStore(), RunManager(repeat_window=REPEAT_WINDOW_S),
-                   PairPool("toy", size=16))
+                   PairPool("toy", size=16), settings=ClassSettings.load())
     return _LAB
+
+
+def use_accounts(accounts) -> None:
+    """Turn class mode on for this app process (moss_lab.accounts.Accounts, or None)."""
+    get_lab().accounts = accounts
 
 
 def reset_lab() -> None:
