@@ -10,7 +10,7 @@
 # 3. read the **gold score** that says what the world's "humans" really want;
 # 4. meet the **simulated annotator** who labels pairs of responses, and see what its noise and its taste for long answers do to the labels.
 #
-# Nothing here trains a model: the whole notebook runs in well under a minute (plus about 1.5 minutes once, the first time you ever load the base model).
+# Nothing here trains a model: the whole notebook runs in well under a minute.
 
 # %% [markdown]
 # ## Objectives
@@ -21,7 +21,9 @@
 # - read the gold score of a toy answer and its components;
 # - compute the simulated annotator's $P(A \succ B)$ and say what its noise and length bias do to the labels.
 #
-# **Time:** about 30 minutes of reading, the exercise and the quiz; the code runs in under a minute (plus about 1.5 minutes the first time the base model loads).
+# **Time:** about 30 minutes of reading, the exercise and the quiz; the code runs in under a minute.
+#
+# After each cell that samples or measures something, a **What you should see** note gives the range we measured over five runs of that cell with its seeds shifted by 0 to 4 (0 is the notebook's own run): your output should fall inside it.
 
 # %% [markdown]
 # ## 1. The pipeline on one page
@@ -91,11 +93,14 @@ print("rude:  ", toyworld.RUDE[:3], "...")
 print("filler:", toyworld.FILLER[:3], "...")
 
 # %% [markdown]
+# **What you should see:** three prompts in the chat format, each ending in `Assistant: ` (the notebook's ask about snow, cats and the ocean), the 15 topics, two facts about cats and three sentences of each other kind. No model is involved yet: the same on every machine.
+
+# %% [markdown]
 # ## 3. Sample the base model
 #
 # The base model (step 1 of the pipeline) is a tiny GPT-2: 2 layers, width 64, about 124k parameters, pretrained on a corpus of answers of *mixed* quality. So it writes answers of mixed quality too — exactly what RLHF starts from.
 #
-# `load_policy("toy")` builds it the first time (about 1.5 minutes) and caches it in your data home (`$MOSS_LAB_HOME`, by default `~/.cache/moss-lab`); afterwards it loads in a second.
+# The package ships it: `load_policy("toy")` copies it into your data home (`$MOSS_LAB_HOME`, by default `~/.cache/moss-lab`) the first time and loads it from there in about a second.
 
 # %%
 model, tokenizer = load_policy("toy")
@@ -105,6 +110,9 @@ samples = generate(model, tokenizer, toyworld.sample_prompts(6, seed=1), max_new
 for prompt, response, ended in zip(samples.prompts, samples.responses, samples.ended):
     print(prompt)
     print("   ", response, "" if ended else "   [never ended: no <eos>]")
+
+# %% [markdown]
+# **What you should see:** `123,584 parameters, vocabulary of 239 words`, the same on every machine (the package ships this model). Over seeds 0-4, 0 or 1 of the six answers never ends.
 
 # %% [markdown]
 # Some answers stay on topic, some drift to other topics, some are rude, and some repeat themselves. `ended` is False when the answer hit the 40-token limit before the model produced the end-of-sequence token `<eos>`.
@@ -127,6 +135,9 @@ for prompt, response, ended in zip(samples.prompts[:4], samples.responses[:4], s
     g = gold_score(prompt, response, ended)
     parts = "  ".join(f"{k}={v:+.2f}" for k, v in g.as_dict().items())
     print(f"{response[:70]!r}{'...' if len(response) > 70 else ''}\n    {parts}")
+
+# %% [markdown]
+# **What you should see:** four totals between about $-6.5$ and $+3$ (seeds 0-4; the notebook's own: $+0.85, +1.75, -6.30, -0.75$), each the sum of its four components. The gold score has no randomness: the same answer always gets the same score, on any machine.
 
 # %% [markdown]
 # Now a bigger sample: 512 answers of the base model. How good is it, and which components cost it the most points?
@@ -158,6 +169,9 @@ plt.show()
 print(f"ended with <eos>: {sum(base.ended) / len(base.ended):.0%}   "
       f"grammatical: {sum(map(toyworld.is_grammatical, base.responses)) / len(base.responses):.0%}")
 
+
+# %% [markdown]
+# **What you should see** (seeds 0-4): a mean gold score of $-0.76$ to $-0.49$ (standard deviation 2.3-2.7), half the answers (49-55%) below 0 and only 2-4% at 3 or more; the best answers reach 3.0-3.5 and the worst $-11$ to $-21$. Component means: helpfulness $+0.45$ to $+0.68$, the only positive bar; harmlessness $-0.32$ to $-0.40$; conciseness $-0.20$ to $-0.25$; degeneracy $-0.52$ to $-0.76$, the largest cost. Then `ended with <eos>: 95-97%`, `grammatical: 90-92%`.
 
 # %% [markdown]
 # The spread is wide: a few answers are near the best possible score, many lose points for off-topic facts, repetitions or rudeness. That spread is what makes RLHF possible — if the model can sometimes write good answers, feedback can teach it to write them more often.
@@ -233,6 +247,9 @@ plt.show()
 
 
 # %% [markdown]
+# **What you should see** (seeds 0-4): 582-590 pairs with a gold preference (of 600). Expected agreement 1.000 at $\tau = 0$, then 0.96-0.97, 0.92-0.93, **0.84-0.87 at $\tau = 1$**, 0.74-0.77, 0.65-0.66 and 0.58-0.59 at $\tau = 8$; one draw of labels lands within 0.04 of the expected value (the crosses sit on the line).
+
+# %% [markdown]
 # At $\tau = 0$ the annotator always agrees with gold; as $\tau$ grows it drifts towards a coin flip. The default annotator of these labs uses $\tau = 1$: it agrees with gold on most pairs but not all, like real labellers (InstructGPT reported about 73% agreement between its human labellers).
 #
 # A reward model trained on these labels can only learn what the labels say. Keep the number at $\tau = 1$ in mind: in lab 03 we compare a reward model's agreement with gold against it.
@@ -270,6 +287,9 @@ plt.legend()
 plt.show()
 
 # %% [markdown]
+# **What you should see** (seeds 0-4): without a bias the labels pick the longer answer 39-47% of the time and agree with gold 83-86%; at $b = 0.1$, 50-58% and 79-82%; at $b = 0.2$, 61-68% and 71-74%; at $b = 0.4$, 75-81% and 60-65%. The two lines cross between $b = 0.2$ and $b = 0.4$.
+
+# %% [markdown]
 # Without a bias the annotator picks the longer answer *less* than half of the time: the base model's long answers tend to be worse (repetitions, off-topic facts). A bias of a tenth of a point per word looks harmless, but then a 15-word gap is worth as much as the best on-topic fact (1.5 points). The labels drift towards "longer is better" and away from the truth.
 #
 # Why this matters for the rest of the pipeline: the reward model learns the bias from the labels (lab 03), and PPO then *optimises* it (labs 06–08). MOSS-RLHF Part I reports exactly this pattern: as PPO training goes wrong, responses get longer and the reward keeps rising while real quality does not. Here is one pair where the bias flips the verdict:
@@ -285,6 +305,9 @@ for prompt, a, b, ended_a, ended_b in pairs:
         print(f"  B ({len(b.split())} words, gold {gold_score(prompt, b, ended_b).total:+.2f}): {b}")
         print(f"  P(A preferred): fair annotator {p_fair:.2f}, length-biased annotator {p_biased:.2f}")
         break
+
+# %% [markdown]
+# **What you should see:** one pair where the longer answer has the lower gold score; the fair annotator gives it at most 0.3 and the biased one at least 0.7 (that is how the pair was picked). Over seeds 0-4: 0.07-0.24 against 0.72-0.97.
 
 # %% [markdown]
 # ## Summary

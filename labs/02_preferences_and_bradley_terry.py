@@ -23,6 +23,8 @@
 # - explain why only score differences matter and what sets their scale.
 #
 # **Time:** about 40 minutes of reading, exercises and the quiz; the code runs in seconds.
+#
+# After each cell that measures or plots something, a **What you should see** note gives the values to expect: exact ones where nothing is random, and otherwise the range we measured over five seeds (the notebook's own among them). Your output should fall inside it.
 
 # %%
 import math
@@ -81,6 +83,9 @@ plt.title("Bradley–Terry: the score gap sets the odds")
 plt.show()
 
 # %% [markdown]
+# **What you should see:** an S-curve through $(0, 0.5)$, with the two marked points at 0.73 (gap 1) and 0.95 (gap 3). No randomness here: the same on every machine.
+
+# %% [markdown]
 # ## 2. The loss: how likely are the labels we saw?
 #
 # Our data is a list of comparisons, each written as (chosen, rejected): the answer the annotator preferred comes first. If the scores were right, the probability of seeing all $N$ labels (independent comparisons) would be
@@ -100,6 +105,9 @@ d = torch.tensor([-5.0, -50.0, -200.0])
 print("log(sigmoid(d)):", torch.log(torch.sigmoid(d)))
 print("F.logsigmoid(d):", F.logsigmoid(d))
 
+
+# %% [markdown]
+# **What you should see:** `-5.0067, -50.0000, -inf` from the naive formula and `-5.0067, -50.0000, -200.0000` from `F.logsigmoid`, on every machine (float32 underflows to 0 below about $e^{-103}$, so $\sigma(-200)$ is 0).
 
 # %% [markdown]
 # `F.logsigmoid` computes $\log \sigma(d) = -\log(1 + e^{-d})$ without ever forming the tiny number. A reward model in training does meet large negative gaps: a pair it ranks very wrongly.
@@ -155,6 +163,9 @@ for k, name in enumerate(names):
 
 
 # %% [markdown]
+# **What you should see** (comparison seeds 0-4; the notebook uses 0): each answer takes part in 366-427 of the 1000 comparisons; A wins 84-87% of its comparisons, E only 10-13%, and the win counts fall from A to E.
+
+# %% [markdown]
 # Now the fit. The "model" is just a table: one learnable score per answer. We minimise the Bradley–Terry loss over the 1000 pairs with plain gradient descent (the library's `bradley_terry_loss`, the same function you wrote above).
 
 # %%
@@ -178,6 +189,9 @@ for k, name in enumerate(names):
           f"difference {fitted[k] - true_scores[k]:+.2f}")
 
 # %% [markdown]
+# **What you should see** (seeds 0-4): every difference between $-0.14$ and $-0.58$, and their average exactly $-0.40$ for every seed, the mean of the true scores (the fit keeps the mean score at 0, as section 4 explains).
+
+# %% [markdown]
 # Look at the last column: every fitted score is lower than the true one, by **roughly the same amount** (about 0.4, give or take the sampling noise of 1000 verdicts). The fit found the true scores *up to a constant*. Subtract the mean from both and they agree, within the noise of 1000 random verdicts:
 
 # %%
@@ -199,6 +213,9 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# **What you should see** (seeds 0-4): the loss falls from $\log 2 = 0.693$ to 0.445-0.480, within 0.015 of its final value after 10 steps and flat after about 30. The centred bars match to within 0.05-0.26 (the largest gap of the five, per seed).
+
+# %% [markdown]
 # ## 4. Why only differences matter
 #
 # Add the same constant $c$ to every score. Every gap stays the same, so every probability, and the loss, stays the same:
@@ -208,6 +225,9 @@ plt.show()
 # %%
 for c in [0.0, 5.0, -100.0]:
     print(f"shift c = {c:+7.1f}: loss = {bradley_terry_loss((fitted + c)[chosen], (fitted + c)[rejected]):.6f}")
+
+# %% [markdown]
+# **What you should see:** three equal losses, the fit's final loss (0.445-0.480 over seeds 0-4); at $c = -100$ the sixth decimal may differ by 1 (float32 rounding).
 
 # %% [markdown]
 # So the loss is perfectly **flat** along the direction "add $c$ to everything", and comparisons can never tell us where zero is. Our fit started at all zeros, and each comparison pushes the winner up and the loser down by the same amount, so the mean score stayed at 0 — while the true scores average 0.4. That was the constant offset above.
@@ -230,6 +250,9 @@ plt.legend()
 plt.show()
 
 # %% [markdown]
+# **What you should see** (seeds 0-4): a perfectly flat line at the fit's loss, and a valley with its bottom at $c = 0$ on that same line, rising to 0.73-0.79 at $c = -3$ and 0.54-0.59 at $c = +3$.
+
+# %% [markdown]
 # **What this means for a reward model.** A reward model's absolute level is arbitrary: two reward models trained with different seeds can rank every answer the same way and still differ by an offset. That is why PPO normalises rewards (one of the PPO-max tricks of MOSS-RLHF, lab 07), and why trl's `RewardTrainer` offers a `center_rewards_coefficient` that pulls the mean reward towards 0.
 #
 # **The scale, though, is not arbitrary.** The gap between two scores is fixed by how *often* one wins — and that depends on how noisy the annotator is. Let an annotator with temperature $\tau = 2$ (it sees $r / 2$) compare the same five answers:
@@ -243,6 +266,9 @@ for tau in [0.5, 1.0, 2.0]:
           f"(true spread {(true_scores.max() - true_scores.min()).item():.1f}, "
           f"divided by the temperature: {3.5 / tau:.2f})")
 
+
+# %% [markdown]
+# **What you should see** (comparison seeds 1-5; the notebook uses 1): spreads of 6.3-6.9 at temperature 0.5, 3.3-3.6 at 1.0 and 1.58-1.70 at 2.0, close to $3.5/\tau$ (7.00, 3.50, 1.75) and mostly a little below it.
 
 # %% [markdown]
 # A noisier annotator produces flatter scores: the fit cannot tell "these answers are close" from "the annotator is noisy". The ranking is still right. The same holds for reward models trained on noisy human labels: their rewards are compressed, and their accuracy is bounded by the labels' own consistency.
@@ -287,6 +313,9 @@ plt.legend()
 plt.show()
 
 # %% [markdown]
+# **What you should see:** a falling S-curve, 0.9975 at $d = -6$, 0.5 at $d = 0$ and 0.0025 at $d = 6$ (exact values of $\sigma(-d)$; no randomness).
+
+# %% [markdown]
 # - A pair already ranked right by a wide gap gets almost no push: the model stops caring about it.
 # - A pair ranked wrong gets a push close to the maximum, 1 — **however wrong the label might be**.
 #
@@ -312,6 +341,9 @@ plt.ylim(0, 6)
 plt.title("The Part II remedies reshape the loss")
 plt.legend()
 plt.show()
+
+# %% [markdown]
+# **What you should see** (exact values, no randomness): at $d = 0$ the plain and the smoothed loss are both $\log 2 = 0.693$ and the margin loss is 2.13; the smoothed loss bottoms out at 0.325 at the dotted line $d \approx 2.20$ and climbs back to 0.80 at $d = 8$, where the plain loss is 0.0003; the margin loss reaches 0.693 at $d = 2$.
 
 # %% [markdown]
 # With label smoothing the loss has a minimum at a finite gap, $d^* = \log\frac{1-\varepsilon}{\varepsilon} \approx 2.2$ for $\varepsilon = 0.1$ (dotted line): the model stops pushing pairs apart beyond that, and it no longer treats any single label as certain. The margin shifts the curve right: a gap below $m$ still costs loss.

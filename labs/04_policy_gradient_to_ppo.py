@@ -28,6 +28,8 @@
 # - write PPO's clipped surrogate loss and say what the clip bounds.
 #
 # **Time:** about 45 minutes of reading, exercises and the quiz; the code runs in seconds.
+#
+# After each cell that measures or plots something, a **What you should see** note gives the values to expect: exact ones where nothing is random, and otherwise the range we measured over five seeds (the notebook's own among them). Your output should fall inside it.
 
 # %%
 import warnings
@@ -72,6 +74,9 @@ gamma = 0.9
 R = sum(gamma**t * rewards[t] for t in range(T))
 print(f"return R with gamma={gamma}: {R:.4f}")
 
+
+# %% [markdown]
+# **What you should see:** seven rewards of $-0.02$ and a last one of $0.98$, and `return R with gamma=0.9: 0.3644`, exactly, on every machine (no randomness).
 
 # %% [markdown]
 # Responses have different lengths, so a batch of them is **padded**: every row is as long
@@ -134,6 +139,9 @@ plt.legend()
 plt.show()
 
 # %% [markdown]
+# **What you should see** (exact, no randomness): every curve ends at 1 on the last token (position 29); at the first token $G_0 = \gamma^{29}$ is 1 for $\gamma = 1$, 0.75 for 0.99, 0.23 for 0.95 and 0.0015 for 0.8.
+
+# %% [markdown]
 # ## 2. REINFORCE on a tiny problem
 #
 # Take the smallest possible "language model": one prompt, and the model picks one of
@@ -190,6 +198,9 @@ print(f"J at start {expected_reward(torch.zeros(5)):.2f} -> after 150 steps {cur
 
 
 # %% [markdown]
+# **What you should see** (seeds 0-4; the notebook uses 0): `J at start 2.00 -> after 150 steps 2.98` to `2.99`: one run on this easy problem finds reply 3.
+
+# %% [markdown]
 # ## 3. Baselines reduce variance
 #
 # Subtracting any $b$ that does not depend on the action leaves the gradient unbiased,
@@ -227,6 +238,9 @@ for b in ("none", "batch mean", "true value"):
           f"total variance {g.var(0).sum():.4f}")
 
 # %% [markdown]
+# **What you should see** (torch seeds 0-4; the notebook uses 0): the exact gradient `[-0.2, -0.1, 0.0, 0.2, 0.1]` on every machine; the means without a baseline and with the true value within 0.01 of it, with the batch mean about 6% smaller (0.185-0.191 for the $\pm 0.2$ entries: the $(N-1)/N = 15/16$ factor). Total variance 0.264-0.272 without a baseline, 0.064-0.066 with the batch mean, 0.068-0.070 with the true value: a baseline cuts it about 4-fold.
+
+# %% [markdown]
 # All three estimates are centred on the exact gradient (the batch mean includes each
 # sample's own reward, which biases it by a factor $(N-1)/N$, negligible here), but the
 # baseline cuts the variance several-fold. Fewer samples for the same precision means
@@ -245,6 +259,9 @@ plt.ylabel(r"expected reward $J(\theta)$")
 plt.title("REINFORCE with and without a baseline (20 seeds, mean ± std)")
 plt.legend()
 plt.show()
+
+# %% [markdown]
+# **What you should see** (five blocks of 20 seeds, 0-19 being the notebook's): both means start near 2.0 and pass 2.5 within 9-11 steps. With the batch-mean baseline the mean passes 2.9 at step 32-35 and ends at 2.985-2.987 with a thin band (std 0.002-0.004); without it, it passes 2.9 at step 38-86 and ends at 2.94-2.99, and in three blocks of five one run of 20 is stuck near 2.5 (reply 4), which widens the band to a std of 0.11-0.13.
 
 # %% [markdown]
 # In PPO the baseline is a learned **value function** $V(s)$, and $R - V(s)$ becomes the
@@ -281,6 +298,9 @@ logp = torch.log_softmax(theta, -1)[actions]
 print("surrogate gradient:", [round(x, 4) for x in grad_is.tolist()])
 print("REINFORCE gradient:", [round(x, 4) for x in grad_pg.tolist()])
 
+
+# %% [markdown]
+# **What you should see:** two identical lists, to every printed digit, for any seed; the numbers themselves depend on the 64 samples (torch seeds 0-4: the entry of reply 3, the largest positive one, is 0.20-0.33).
 
 # %% [markdown]
 # In this bandit an episode is one action, so the importance-weighted estimate of
@@ -325,6 +345,9 @@ plt.title("Importance sampling gets noisy as the policy moves away")
 plt.show()
 
 # %% [markdown]
+# **What you should see** (torch seeds 0-4): the KL axis is fixed, from 0 to 1.64 nats; the relative std of the estimate grows from 0.15-0.16 at KL 0 to 0.56-0.59 at KL 1.64, almost 4 times, steepest at small KL.
+
+# %% [markdown]
 # ## 5. The clipped objective
 #
 # So the surrogate $r(\theta)\,A$ can be trusted only near $r = 1$. Maximising it for
@@ -357,6 +380,9 @@ for ax, adv in zip(axes, (1.0, -1.0)):
 axes[0].set_ylabel("objective for one sample")
 plt.show()
 
+
+# %% [markdown]
+# **What you should see** (exact, no randomness): on the left the thick line follows $r$ up to $r = 1.2$ and stays at 1.2 beyond it; on the right it is flat at $-0.8$ below $r = 0.8$ and follows $-r$ above it. The red bands mark $r > 1.2$ (left) and $r < 0.8$ (right).
 
 # %% [markdown]
 # Read the two panels:
@@ -461,6 +487,9 @@ plt.show()
 
 
 # %% [markdown]
+# **What you should see** (batch seeds 1-5; the notebook uses 1): both start at KL 0 and entropy 1.609 ($\log 5$). Unclipped: the KL climbs to 1.95-2.55 nats over the 60 steps and the entropy falls to 0.14-0.31. Clipped: the KL levels off at 0.018-0.036 (90% of it within the first 3-12 steps) and the entropy stays at 1.57-1.59.
+
+# %% [markdown]
 # The unclipped surrogate keeps going: 16 noisy samples are treated as the truth, and the
 # policy becomes almost deterministic on their evidence alone. The clipped version stops
 # after a few steps: the ratios of the samples have reached $1 \pm \epsilon$ and their
@@ -489,6 +518,9 @@ print(f"{'step size':>9} {'objective':>10} {'final J (mean)':>15} {'runs stuck':
 for lr, objective, finals in table:
     stuck = int((finals < 2.9).sum())  # ended on a reply other than the best one
     print(f"{lr:9} {objective:>10} {finals.mean():15.3f} {stuck:8d}/20")
+
+# %% [markdown]
+# **What you should see** (five blocks of 20 seeds, 0-19 being the notebook's): at step size 0.5, final J 2.990-2.995 unclipped and 2.978-2.982 clipped, no run stuck; at 2.0, unclipped 2.67-2.80 with 6-8 of 20 runs stuck; at 4.0, unclipped 2.60-2.85 with 4-10 stuck. Clipped runs end at 2.978-2.995 at every step size, and none of the 300 we ran got stuck.
 
 # %% [markdown]
 # With gentle steps both work. As each batch is optimised harder, the unclipped version
