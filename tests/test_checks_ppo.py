@@ -6,7 +6,6 @@ other but equivalent forms, with the rollout data detached), plausible wrong ans
 The brute-force answers (sums over k >= t) also tie the library's references to the
 formulas.
 """
-import math
 
 import pytest
 import torch
