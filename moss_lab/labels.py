@@ -24,6 +24,19 @@ every vote copies them: the Label tab's pairs are one policy sampled twice, the 
 tab's blind picks (vote source "compare") are two policies, the input of a people's
 leaderboard.
 
+Pairs to label are *assigned* (issue #14): `assign_pair(annotator, overlap=k)` gives a person
+the oldest stored pair they never voted on, skipped or were given, whose judgements plus
+the live assignments of others stay under k, in one BEGIN IMMEDIATE transaction; so each
+pair is judged by k different people and nobody gets one twice (k = 2 by default; a skip
+is no judgement). None means: take a fresh pair (`add_pair(pair, assign_to=annotator)`).
+Imported labels are data, never served to label again.
+
+Speed: nothing done per vote grows with the number of stored votes. Indexes serve every
+lookup; triggers keep `pairs.judged` and the `tallies` (votes per annotator and choice,
+with their agreement with gold, worked out once per vote in `votes.gold`), which the
+counters read; kappa and the disagreements read only the pairs judged by two or more
+people, through a second connection, and are cached (see LabelStore._cached).
+
 Export to prompt/chosen/rejected keeps only A/B votes; ties are left out unless
 `include_ties=True`, which exports them with `tie=True` (chosen = A, rejected = B, an
 arbitrary order a tie-aware loss must ignore); both_bad and skip are never exported.
@@ -61,7 +74,7 @@ from typing import NamedTuple
 from .paths import labels_db
 from .ratings import ASPECTS, Rating, RatingError
 from .ratings import validate as validate_rating
-from .toyworld import sample_prompts
+from .toyworld import gold_score, has_gold, sample_prompts
 
 CHOICES = ("A", "B", "tie", "both_bad", "skip")
 JUDGED = ("A", "B", "tie", "both_bad")  # the categories kappa is computed over
@@ -92,7 +105,9 @@ CREATE TABLE IF NOT EXISTS pairs (
     id TEXT PRIMARY KEY, prompt TEXT NOT NULL, response_a TEXT NOT NULL,
     response_b TEXT NOT NULL, ended_a INTEGER NOT NULL DEFAULT 1,
     ended_b INTEGER NOT NULL DEFAULT 1, source_a TEXT, source_b TEXT,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    judged INTEGER NOT NULL DEFAULT 0,     -- judged (non-skip) votes on it: kept by triggers
+    assignable INTEGER NOT NULL DEFAULT 1  -- 0: imported labels, never served to label again
 );
 CREATE TABLE IF NOT EXISTS votes (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -101,7 +116,8 @@ CREATE TABLE IF NOT EXISTS votes (
     shown_left TEXT CHECK (shown_left IN ('A', 'B')),  -- NULL for imported labels
     choice TEXT NOT NULL CHECK (choice IN ('A', 'B', 'tie', 'both_bad', 'skip')),
     annotator TEXT NOT NULL, created_at REAL NOT NULL,
-    source_a TEXT, source_b TEXT, source TEXT
+    source_a TEXT, source_b TEXT, source TEXT,
+    gold INTEGER  -- 1: agrees with the gold score, 0: disagrees, NULL: no gold verdict
 );
 CREATE INDEX IF NOT EXISTS votes_by_annotator ON votes (annotator, id);
 CREATE INDEX IF NOT EXISTS votes_by_pair ON votes (pair_id);
@@ -121,7 +137,67 @@ CREATE TABLE IF NOT EXISTS ratings (
 CREATE UNIQUE INDEX IF NOT EXISTS one_rating_per_response
     ON ratings (pair_id, side, annotator) WHERE pair_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS ratings_by_vote ON ratings (vote_id);
+-- who was given which pair to label (assign_pair): a live assignment (done_at NULL, younger
+-- than the hold) reserves one of the pair's `overlap` places; a vote or a skip completes it
+CREATE TABLE IF NOT EXISTS assignments (
+    pair_id TEXT NOT NULL, annotator TEXT NOT NULL, assigned_at REAL NOT NULL,
+    done_at REAL, PRIMARY KEY (pair_id, annotator)
+);
+CREATE INDEX IF NOT EXISTS assignments_open ON assignments (annotator, assigned_at)
+    WHERE done_at IS NULL;
+-- vote counts per annotator and choice (and their agreement with gold), kept by triggers,
+-- so that the counters the Label tab shows after each vote cost the same at 200k votes
+CREATE TABLE IF NOT EXISTS tallies (
+    annotator TEXT NOT NULL, choice TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 0,
+    gold_n INTEGER NOT NULL DEFAULT 0, gold_agree INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (annotator, choice)
+);
 """
+# Made after the migration (they name columns an older file gains there). The triggers keep
+# pairs.judged, the tallies and the assignments right for every writer of the file.
+DERIVED = (
+    "CREATE INDEX IF NOT EXISTS pairs_open ON pairs (judged, created_at, id)"
+    " WHERE assignable = 1",
+    "CREATE INDEX IF NOT EXISTS pairs_by_judged ON pairs (judged)",
+    """CREATE TRIGGER IF NOT EXISTS vote_added AFTER INSERT ON votes BEGIN
+        INSERT INTO tallies (annotator, choice, n, gold_n, gold_agree)
+            VALUES (NEW.annotator, NEW.choice, 1, NEW.gold IS NOT NULL, COALESCE(NEW.gold, 0))
+            ON CONFLICT (annotator, choice) DO UPDATE SET n = n + 1,
+                gold_n = gold_n + (NEW.gold IS NOT NULL),
+                gold_agree = gold_agree + COALESCE(NEW.gold, 0);
+        UPDATE pairs SET judged = judged + 1 WHERE id = NEW.pair_id AND NEW.choice != 'skip';
+        UPDATE assignments SET done_at = NEW.created_at
+            WHERE pair_id = NEW.pair_id AND annotator = NEW.annotator;
+    END""",
+    # an undone vote gives the pair back to its voter (the tab shows it again): a live hold
+    """CREATE TRIGGER IF NOT EXISTS vote_removed AFTER DELETE ON votes BEGIN
+        UPDATE tallies SET n = n - 1, gold_n = gold_n - (OLD.gold IS NOT NULL),
+            gold_agree = gold_agree - COALESCE(OLD.gold, 0)
+            WHERE annotator = OLD.annotator AND choice = OLD.choice;
+        UPDATE pairs SET judged = judged - 1 WHERE id = OLD.pair_id AND OLD.choice != 'skip';
+        UPDATE assignments SET done_at = NULL,
+            assigned_at = (julianday('now') - 2440587.5) * 86400.0
+            WHERE pair_id = OLD.pair_id AND annotator = OLD.annotator;
+    END""",
+)
+# The next pair for a person at one level of `judged`: the oldest assignable pairs with that
+# many judgements, of which the first this person never voted on, skipped or was given, and
+# whose judgements + live assignments of others stay under the overlap. Only the first
+# ASSIGN_SCAN pairs of a level are looked at, so the cost never grows with the store (pairs
+# beyond are reached once those are full; a person alone with many half-judged pairs of
+# their own gets a fresh pair instead).
+ASSIGN_SCAN = 256
+CANDIDATE = """
+SELECT c.* FROM (SELECT * FROM pairs WHERE assignable = 1 AND judged = :level
+                 ORDER BY created_at, id LIMIT :scan) AS c
+WHERE NOT EXISTS (SELECT 1 FROM assignments a WHERE a.pair_id = c.id AND a.annotator = :who)
+  AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = c.id AND v.annotator = :who)
+  AND c.judged + (SELECT COUNT(*) FROM assignments a WHERE a.pair_id = c.id
+                  AND a.done_at IS NULL AND a.assigned_at > :live) < :overlap
+ORDER BY c.created_at, c.id LIMIT 1"""
+STATS_TTL = 5.0  # s: a costly whole-store statistic is at most this old (+ its cost) ...
+STATS_DUTY = 0.02  # ... and recomputed sooner when that costs <= 2% of a core;
+STATS_CHEAP = 0.01  # s: one that takes less than this is recomputed at once (always fresh)
 # One vote per annotator per pair. The store checks it in every write transaction (with a
 # clear message); the index makes it hold for any writer, but cannot be built on a file
 # that already holds a repeated vote, which is then kept as it was (nothing is deleted).
@@ -189,7 +265,13 @@ def display_to_choice(display: str, shown_left: str) -> str:
 
 
 class LabelStore:
-    """Votes and pairs in one SQLite file (default: `moss_lab.paths.labels_db()`)."""
+    """Votes and pairs in one SQLite file (default: `moss_lab.paths.labels_db()`).
+
+    Nothing done per vote grows with the number of stored votes: lookups go through
+    indexes, the counts the Label tab shows come from `tallies` (kept by triggers), and the
+    whole-store statistics (kappa, disagreements) read only pairs judged by two or more
+    people, through a second connection (never holding up a vote), cached until the store
+    changes and then recomputed at most every STATS_TTL seconds when they are costly."""
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else labels_db()
@@ -202,30 +284,124 @@ class LabelStore:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # safe with WAL, much faster
+            self._db.execute("PRAGMA busy_timeout=10000")  # another process writing
+            had = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
             self._db.executescript(SCHEMA)
-            self._migrate()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._migrate(new_tallies="tallies" not in had)
+                for statement in DERIVED:
+                    self._db.execute(statement)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        # Long reads (statistics, exports) go through their own connection: with WAL they
+        # see the last committed state and never wait for, nor hold up, a vote.
+        self._reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._reader.row_factory = sqlite3.Row
+        self._reader.execute("PRAGMA busy_timeout=10000")
+        self._read_lock = threading.Lock()
+        self._cache: dict[str, tuple] = {}  # name -> (store state, time, value, cost s)
+        self._computing: dict[str, threading.Lock] = {}
 
-    def _migrate(self) -> None:
-        """Bring a file written by an older moss-lab up to SCHEMA in place: ALTER TABLE ...
-        ADD COLUMN for each missing column (rows are kept; the new column takes its
-        default), then the one-vote index where the stored votes allow it."""
+    def _migrate(self, new_tallies: bool) -> None:
+        """Bring a file written by an older moss-lab up to SCHEMA in place (one
+        transaction): ALTER TABLE ... ADD COLUMN for each missing column (rows are kept; the
+        new column takes its default), the derived columns and counts filled from the stored
+        votes, then the one-vote index where the stored votes allow it."""
+        added = set()
         for table, columns in schema_columns().items():
             have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
             for name, definition in columns.items():
                 if name not in have:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+                    added.add(f"{table}.{name}")
+        if "votes.gold" in added:
+            rows = self._db.execute(
+                "SELECT v.id, v.choice, v.prompt, v.response_a, v.response_b, p.ended_a,"
+                " p.ended_b FROM votes v LEFT JOIN pairs p ON p.id = v.pair_id"
+                " WHERE v.choice IN ('A', 'B')").fetchall()
+            self._db.executemany("UPDATE votes SET gold = ? WHERE id = ?", [
+                (vote_gold(r["prompt"], r["response_a"], r["response_b"], r["choice"],
+                           r["ended_a"] in (None, 1), r["ended_b"] in (None, 1)), r["id"])
+                for r in rows])
+        if "pairs.judged" in added:
+            self._db.execute("UPDATE pairs SET judged = (SELECT COUNT(*) FROM votes v WHERE"
+                             " v.pair_id = pairs.id AND v.choice != 'skip')")
+        if "pairs.assignable" in added:  # imported labels are data, not pairs to label
+            self._db.execute("UPDATE pairs SET assignable = 0 WHERE id IN (SELECT pair_id"
+                             " FROM votes WHERE source LIKE 'import:%')")
+        if new_tallies or "votes.gold" in added:
+            self._db.execute("DELETE FROM tallies")
+            self._db.execute("INSERT INTO tallies (annotator, choice, n, gold_n, gold_agree)"
+                             " SELECT annotator, choice, COUNT(*), COUNT(gold),"
+                             " COALESCE(SUM(gold), 0) FROM votes GROUP BY annotator, choice")
+        self._db.execute("SAVEPOINT one_vote")
         try:
             self._db.execute(ONE_VOTE_INDEX)
-        except sqlite3.IntegrityError:
-            pass  # an old file with a repeated vote: kept; record_vote still checks
+            self._db.execute("RELEASE one_vote")
+        except sqlite3.IntegrityError:  # an old file with a repeated vote: kept as it was;
+            self._db.execute("ROLLBACK TO one_vote")  # record_vote still checks
+            self._db.execute("RELEASE one_vote")
+            self._db.execute("CREATE INDEX IF NOT EXISTS votes_by_pair_annotator"
+                             " ON votes (pair_id, annotator)")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        with self._read_lock:
+            self._reader.close()
 
     def _query(self, sql: str, args=()) -> list[sqlite3.Row]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
+
+    def _read(self, sql: str, args=()) -> list[sqlite3.Row]:
+        """A read on the second connection (long reads: a vote meanwhile is not held up)."""
+        with self._read_lock:
+            return self._reader.execute(sql, args).fetchall()
+
+    def _state(self) -> int:
+        """Changes whenever anything (this store, or another process) commits a write."""
+        with self._read_lock:
+            return self._reader.execute("PRAGMA data_version").fetchone()[0]
+
+    def _cached(self, name: str, compute):
+        """compute(), kept until the store changes. A cheap value (computed in under
+        STATS_CHEAP s) is then recomputed at once, so it is always fresh. A costly one is
+        served as it is (stale) while a background thread recomputes it, at most once per
+        min(STATS_TTL, its cost / STATS_DUTY) seconds: however fast votes come, no request
+        waits for it, and it takes at most a few percent of a core."""
+        state = self._state()
+        entry = self._cache.get(name)
+        if entry is not None and entry[0] == state:
+            return entry[2]
+        lock = self._computing.setdefault(name, threading.Lock())
+        if entry is not None and entry[3] > STATS_CHEAP:
+            due = time.monotonic() - entry[1] >= min(STATS_TTL, entry[3] / STATS_DUTY)
+            if due and lock.acquire(blocking=False):
+                threading.Thread(target=self._compute, args=(name, compute, state, lock),
+                                 daemon=True, name=f"labels-{name}").start()
+            return entry[2]
+        with lock:
+            entry = self._cache.get(name)  # computed by another thread while we waited?
+            if entry is not None and entry[0] == state:
+                return entry[2]
+            return self._compute(name, compute, state, None)
+
+    def _compute(self, name: str, compute, state: int, release: threading.Lock | None):
+        try:
+            started = time.monotonic()
+            value = compute()
+            self._cache[name] = (state, started, value, time.monotonic() - started)
+            return value
+        except sqlite3.ProgrammingError:  # the store was closed meanwhile (background)
+            if release is None:
+                raise
+        finally:
+            if release is not None:
+                release.release()
 
     @contextmanager
     def _writing(self):
@@ -242,33 +418,82 @@ class LabelStore:
                 raise
 
     # --- pairs -------------------------------------------------------------------------
-    def add_pair(self, pair: Pair) -> Pair:
-        with self._writing():
-            self._insert_pair(pair, time.time())
+    def add_pair(self, pair: Pair, assign_to: str | None = None) -> Pair:
+        """Store a pair to label (kept if its id is stored already); with `assign_to`, it
+        is given to that person too (as assign_pair does), in the same transaction."""
+        who = checked_name(assign_to) if assign_to is not None else None
+        with self._writing() as db:
+            now = time.time()
+            self._insert_pair(pair, now)
+            if who is not None:
+                self._assign(db, pair.id, who, now)
         return pair
 
-    def _insert_pair(self, pair: Pair, created_at: float) -> None:
+    def _insert_pair(self, pair: Pair, created_at: float, assignable: bool = True) -> None:
         self._db.execute(
-            f"INSERT OR IGNORE INTO pairs ({', '.join(PAIR_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?,?)",
+            f"INSERT OR IGNORE INTO pairs ({', '.join(PAIR_COLUMNS)}, assignable)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?)",
             (pair.id, pair.prompt, pair.response_a, pair.response_b, int(pair.ended_a),
-             int(pair.ended_b), pair.source_a, pair.source_b, created_at))
+             int(pair.ended_b), pair.source_a, pair.source_b, created_at, int(assignable)))
+
+    @staticmethod
+    def _assign(db, pair_id: str, who: str, now: float) -> None:
+        db.execute("INSERT INTO assignments (pair_id, annotator, assigned_at) VALUES (?,?,?)"
+                   " ON CONFLICT (pair_id, annotator) DO UPDATE SET assigned_at ="
+                   " excluded.assigned_at, done_at = NULL", (pair_id, who, now))
 
     def get_pair(self, pair_id: str) -> Pair | None:
         rows = self._query("SELECT * FROM pairs WHERE id = ?", (pair_id,))
         return _pair(rows[0]) if rows else None
 
+    def assign_pair(self, annotator: str, overlap: int = 2, hold_s: float = 600.0) -> Pair | None:
+        """Give this person a stored pair to label, or None when there is none for them
+        (then take a fresh pair: add_pair(pair, assign_to=annotator)).
+
+        The person's own live assignment, if any (a page reloaded before voting), comes
+        back first. Else the oldest pair they never voted on, skipped or were given, whose
+        judgements plus live assignments of others (younger than `hold_s` seconds, not yet
+        voted on) stay under `overlap`: so each pair is judged by `overlap` different people
+        and nobody gets a pair twice. A vote or a skip completes the assignment; one not
+        completed within `hold_s` frees its place for somebody else. Checked and recorded in
+        one BEGIN IMMEDIATE transaction, so two people asking at once never push a pair past
+        `overlap`. Imported labels are never served (they are data, not pairs to label)."""
+        who = checked_name(annotator)
+        overlap = max(1, int(overlap))
+        with self._writing() as db:
+            now = time.time()
+            live = now - hold_s
+            row = db.execute(
+                "SELECT p.* FROM assignments a JOIN pairs p ON p.id = a.pair_id"
+                " WHERE a.annotator = ? AND a.done_at IS NULL AND a.assigned_at > ?"
+                " ORDER BY a.assigned_at DESC LIMIT 1", (who, live)).fetchone()
+            if row is None:
+                row = self._candidate(db, who, overlap, live)
+                if row is None:
+                    return None
+            self._assign(db, row["id"], who, now)
+            return _pair(row)
+
+    @staticmethod
+    def _candidate(db, who: str, overlap: int, live: float):
+        """The oldest pair `who` may be given (see CANDIDATE), over every level of
+        `judged` below the overlap; None if there is none."""
+        best = None
+        for level in range(overlap):
+            row = db.execute(CANDIDATE, {"level": level, "scan": ASSIGN_SCAN, "who": who,
+                                         "live": live, "overlap": overlap}).fetchone()
+            if row is not None and (best is None or (row["created_at"], row["id"])
+                                    < (best["created_at"], best["id"])):
+                best = row
+        return best
+
     def pending_pair(self, annotator: str, overlap: int = 2) -> Pair | None:
-        """The oldest stored pair this annotator has not voted on and fewer than
-        `overlap` people have: shown before fresh pairs, so that several people label
-        the same pairs (that is what inter-annotator agreement needs)."""
-        rows = self._query(
-            """SELECT p.* FROM pairs p
-               WHERE NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id
-                                 AND v.annotator = ?)
-                 AND (SELECT COUNT(DISTINCT annotator) FROM votes v
-                      WHERE v.pair_id = p.id) < ?
-               ORDER BY p.created_at LIMIT 1""", (normalise_name(annotator), overlap))
-        return _pair(rows[0]) if rows else None
+        """The pair assign_pair would give this annotator, ignoring assignments and
+        recording none (a script voting alone through the store)."""
+        with self._lock:
+            row = self._candidate(self._db, normalise_name(annotator), max(1, int(overlap)),
+                                  float("inf"))
+        return _pair(row) if row is not None else None
 
     # --- votes -------------------------------------------------------------------------
     def record_vote(self, pair: Pair, choice: str, annotator: str, shown_left: str | None,
@@ -322,13 +547,19 @@ class LabelStore:
                              "person per pair: undo it (or pick it under 'Your earlier votes') "
                              "to change it")
 
-    def _insert_vote(self, pair, choice, annotator, shown_left, source, created_at) -> int:
+    def _insert_vote(self, pair, choice, annotator, shown_left, source, created_at,
+                     gold=...) -> int:
+        """Insert one vote row (the triggers update the counts); `gold` is vote_gold's
+        verdict when the caller worked it out already."""
+        if gold is ...:
+            gold = vote_gold(pair.prompt, pair.response_a, pair.response_b, choice,
+                             pair.ended_a, pair.ended_b)
         cursor = self._db.execute(
             "INSERT INTO votes (pair_id, prompt, response_a, response_b, shown_left, choice,"
-            " annotator, created_at, source_a, source_b, source)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " annotator, created_at, source_a, source_b, source, gold)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (pair.id, pair.prompt, pair.response_a, pair.response_b, shown_left, choice,
-             annotator, created_at, pair.source_a, pair.source_b, source))
+             annotator, created_at, pair.source_a, pair.source_b, source, gold))
         return cursor.lastrowid
 
     def undo_last(self, annotator: str) -> dict | None:
@@ -342,42 +573,74 @@ class LabelStore:
         return dict(row) if row is not None else None
 
     def votes(self, annotator: str | None = None) -> list[dict]:
+        """Every stored vote (of one annotator, or everyone's), oldest first."""
         if annotator is None:
-            rows = self._query("SELECT * FROM votes ORDER BY id")
+            rows = self._read("SELECT * FROM votes ORDER BY id")
         else:
-            rows = self._query("SELECT * FROM votes WHERE annotator = ? ORDER BY id",
-                               (normalise_name(annotator),))
+            rows = self._read("SELECT * FROM votes WHERE annotator = ? ORDER BY id",
+                              (normalise_name(annotator),))
         return [dict(r) for r in rows]
 
+    def recent_votes(self, annotator: str, limit: int = 200) -> list[dict]:
+        """This annotator's newest `limit` votes, newest first (pair_id, prompt, choice,
+        shown_left, id): what 'Your earlier votes' lists, at the same cost however many
+        votes are stored."""
+        rows = self._query("SELECT id, pair_id, prompt, choice, shown_left FROM votes"
+                           " WHERE annotator = ? ORDER BY id DESC LIMIT ?",
+                           (normalise_name(annotator), int(limit)))
+        return [dict(r) for r in rows]
+
+    def vote_of(self, pair_id: str, annotator: str) -> dict | None:
+        """This annotator's (latest) vote on the pair, or None."""
+        rows = self._query("SELECT * FROM votes WHERE pair_id = ? AND annotator = ?"
+                           " ORDER BY id DESC LIMIT 1", (pair_id, normalise_name(annotator)))
+        return dict(rows[0]) if rows else None
+
+    def ratings_of(self, pair_id: str, annotator: str) -> dict[str, dict]:
+        """{'A': row, 'B': row}: this annotator's ratings of the pair's responses."""
+        rows = self._query("SELECT * FROM ratings WHERE pair_id = ? AND annotator = ?",
+                           (pair_id, normalise_name(annotator)))
+        return {r["side"]: dict(r) for r in rows}
+
     def progress(self, annotator: str | None = None) -> dict:
-        """Vote counts: total, per choice, for one annotator, and how many people voted."""
+        """Vote counts: total, per choice, for one annotator, and how many people voted
+        (from the tallies: the same cost at 2k or 200k votes)."""
         by_choice = {c: 0 for c in CHOICES}
-        for row in self._query("SELECT choice, COUNT(*) FROM votes GROUP BY choice"):
-            by_choice[row[0]] = row[1]
-        mine = 0
-        if annotator:
-            mine = self._query("SELECT COUNT(*) FROM votes WHERE annotator = ?",
-                               (normalise_name(annotator),))[0][0]
-        annotators = self._query("SELECT COUNT(DISTINCT annotator) FROM votes")[0][0]
+        with self._lock:
+            for row in self._db.execute("SELECT choice, SUM(n) FROM tallies GROUP BY choice"):
+                by_choice[row[0]] = row[1]
+            mine = 0
+            if annotator:
+                mine = self._db.execute("SELECT COALESCE(SUM(n), 0) FROM tallies WHERE"
+                                        " annotator = ?", (normalise_name(annotator),)
+                                        ).fetchone()[0]
+            annotators = self._db.execute("SELECT COUNT(DISTINCT annotator) FROM tallies"
+                                          " WHERE n > 0").fetchone()[0]
         return {"total": sum(by_choice.values()), "by_choice": by_choice, "mine": mine,
                 "annotators": annotators, "pairwise": by_choice["A"] + by_choice["B"]}
 
     # --- agreement ---------------------------------------------------------------------
     def gold_agreement(self, annotator: str | None = None) -> dict:
-        """How often A/B votes on toy prompts pick the response the gold score prefers."""
-        from .preferences import gold_judged
-
-        agree, n = gold_judged(self.preferences(annotator=annotator))
+        """How often A/B votes on toy prompts pick the response the gold score prefers
+        (each vote's verdict is kept with it: see vote_gold)."""
+        where, args = ("WHERE annotator = ?", (normalise_name(annotator),)) if annotator \
+            else ("", ())
+        agree, n = self._query("SELECT COALESCE(SUM(gold_agree), 0), COALESCE(SUM(gold_n), 0)"
+                               f" FROM tallies {where}", args)[0]
         return {"agreement": agree / n if n else None, "n": n}
-
-    def _ended(self, pair_id: str) -> tuple[bool, bool]:
-        rows = self._query("SELECT ended_a, ended_b FROM pairs WHERE id = ?", (pair_id,))
-        return (bool(rows[0][0]), bool(rows[0][1])) if rows else (True, True)
 
     def inter_annotator(self) -> dict:
         """Kappa over pairs judged by two or more people (skips left out; each person's
-        latest vote on a pair counts). Two annotators: Cohen; more: Fleiss."""
-        shared = {p: by for p, by in self._verdicts().items() if len(by) >= 2}
+        latest vote on a pair counts). Two annotators: Cohen; more: Fleiss. Cached with
+        the disagreements (see _cached): one read of the shared pairs for both."""
+        return self._cached("agreement", self._agreement)[0]
+
+    def _agreement(self) -> tuple[dict, list[dict]]:
+        shared = self._shared_verdicts()
+        return self._inter_annotator(shared), self._disagreements(shared)
+
+    def _inter_annotator(self, verdicts: dict) -> dict:
+        shared = {p: by for p, (by, _) in verdicts.items()}
         people = sorted({a for by in shared.values() for a in by})
         if not shared:
             return {"kappa": None, "method": None, "pairs": 0, "annotators": len(people)}
@@ -391,27 +654,34 @@ class LabelStore:
             kappa, method = fleiss_kappa(table), "fleiss"
         return {"kappa": kappa, "method": method, "pairs": len(shared), "annotators": len(people)}
 
-    def _verdicts(self) -> dict[str, dict[str, str]]:
-        """{pair id: {annotator: choice}} over judged votes (skips left out; a file from
-        before the one-vote rule may hold several votes by one person: the latest counts)."""
-        latest: dict[str, dict[str, str]] = {}
-        for v in self.votes():
-            if v["choice"] in JUDGED:
-                latest.setdefault(v["pair_id"], {})[v["annotator"]] = v["choice"]
-        return latest
+    def _shared_verdicts(self) -> dict[str, tuple[dict[str, str], sqlite3.Row]]:
+        """{pair id: ({annotator: choice}, pair row)} for the pairs judged by two or more
+        people (skips left out; a file from before the one-vote rule may hold several votes
+        by one person: the latest counts), oldest vote first. Reads only those pairs'
+        votes (pairs.judged, indexed), never the whole store."""
+        rows = self._read(
+            "SELECT v.pair_id, v.annotator, v.choice, p.prompt, p.response_a, p.response_b"
+            " FROM pairs p CROSS JOIN votes v ON v.pair_id = p.id"  # pairs first: shared only
+            " WHERE p.judged >= 2 AND v.choice != 'skip' ORDER BY v.id")
+        latest: dict[str, tuple[dict, sqlite3.Row]] = {}
+        for r in rows:
+            latest.setdefault(r["pair_id"], ({}, r))[0][r["annotator"]] = r["choice"]
+        return {p: got for p, got in latest.items() if len(got[0]) >= 2}
 
     def disagreements(self) -> list[dict]:
         """The pairs judged by two or more people who did not all give the same verdict:
-        the pair's texts, the votes per verdict and who voted what (oldest pair first)."""
-        out = []
-        for pair_id, by in self._verdicts().items():
-            pair = self.get_pair(pair_id)
-            if len(by) >= 2 and len(set(by.values())) > 1 and pair is not None:
-                out.append({"pair_id": pair_id, "prompt": pair.prompt,
-                            "response_a": pair.response_a, "response_b": pair.response_b,
-                            "votes": {c: list(by.values()).count(c) for c in JUDGED},
-                            "annotators": dict(sorted(by.items()))})
-        return out
+        the pair's texts, the votes per verdict and who voted what (oldest pair first).
+        Cached with the kappa (see _cached)."""
+        return self._cached("agreement", self._agreement)[1]
+
+    @staticmethod
+    def _disagreements(verdicts: dict) -> list[dict]:
+        return [{"pair_id": pair_id, "prompt": pair["prompt"],
+                 "response_a": pair["response_a"], "response_b": pair["response_b"],
+                 "votes": {c: list(by.values()).count(c) for c in JUDGED},
+                 "annotators": dict(sorted(by.items()))}
+                for pair_id, (by, pair) in verdicts.items()
+                if len(set(by.values())) > 1]
 
     # --- export / import ---------------------------------------------------------------
     def preferences(self, include_ties: bool = False, annotator: str | None = None) -> list:
@@ -419,12 +689,21 @@ class LabelStore:
         records (see the module doc)."""
         from .preferences import Preference
 
+        sql = ("SELECT v.*, COALESCE(p.ended_a, 1) AS pair_ended_a,"
+               " COALESCE(p.ended_b, 1) AS pair_ended_b"
+               " FROM votes v LEFT JOIN pairs p ON p.id = v.pair_id"
+               " WHERE v.choice IN ('A', 'B', 'tie')")
+        if annotator is None:
+            rows = self._read(sql + " ORDER BY v.id")
+        else:
+            rows = self._read(sql + " AND v.annotator = ? ORDER BY v.id",
+                              (normalise_name(annotator),))
         out = []
-        for v in self.votes(annotator):
+        for v in rows:
             a, b = v["response_a"], v["response_b"]
             if a == b or not a.strip() or not b.strip():
                 continue  # not a comparison (the pair pool never makes these)
-            ended_a, ended_b = self._ended(v["pair_id"])
+            ended_a, ended_b = bool(v["pair_ended_a"]), bool(v["pair_ended_b"])
             if v["choice"] == "A":
                 chosen, rejected, tie, ends = a, b, False, (ended_a, ended_b)
             elif v["choice"] == "B":
@@ -439,19 +718,21 @@ class LabelStore:
                                   chosen_ended=ends[0], rejected_ended=ends[1]))
         return out
 
-    def export_jsonl(self, path: str | Path, include_ties: bool = False) -> int:
-        """Write prompt/chosen/rejected JSONL (atomic); return the number of records."""
+    def export_jsonl(self, path: str | Path, include_ties: bool = False,
+                     annotator: str | None = None) -> int:
+        """Write prompt/chosen/rejected JSONL (atomic) of everyone's votes, or of one
+        annotator's; return the number of records."""
         from .preferences import write_jsonl
 
-        prefs = self.preferences(include_ties)
+        prefs = self.preferences(include_ties, annotator)
         write_jsonl(prefs, path)
         return len(prefs)
 
-    def to_dataset(self, include_ties: bool = False):
+    def to_dataset(self, include_ties: bool = False, annotator: str | None = None):
         """The exported records as a `datasets.Dataset` (prompt, chosen, rejected)."""
         from .preferences import to_dataset
 
-        return to_dataset(self.preferences(include_ties))
+        return to_dataset(self.preferences(include_ties, annotator))
 
     def import_file(self, path: str | Path, annotator: str | None = None,
                     fmt: str = "auto") -> Imported:
@@ -488,6 +769,9 @@ class LabelStore:
                 names.append(checked_name(p.annotator or annotator or "imported"))
             except LabelError as err:
                 raise LabelError(f"{path.name} was not imported: record {i}: {err}") from None
+        # each record's agreement with gold, worked out before the write lock is taken
+        golds = [vote_gold(p.prompt, p.chosen, p.rejected, "tie" if p.tie else "A",
+                           p.chosen_ended, p.rejected_ended) for p in prefs]
         source = f"import:{path.name}"
         now = time.time()
         new = 0
@@ -499,7 +783,7 @@ class LabelStore:
                 same.setdefault((row[1], row[3], row[2]), []).append((row[0], "B"))
             voted = {(row[0], row[1]): row[2]
                      for row in db.execute("SELECT pair_id, annotator, choice FROM votes")}
-            for p, who in zip(prefs, names):
+            for p, who, gold in zip(prefs, names, golds):
                 key, swapped = (p.prompt, p.chosen, p.rejected), (p.prompt, p.rejected, p.chosen)
                 pairs = same.get(key, [])
                 if any(voted.get((pid, who)) == _verdict(p, ch) for pid, ch in pairs):
@@ -510,13 +794,17 @@ class LabelStore:
                 if free:
                     pid, ch = free[0]
                     pair = _pair(db.execute("SELECT * FROM pairs WHERE id = ?", (pid,)).fetchone())
+                    if (pair.ended_a, pair.ended_b)[::1 if ch == "A" else -1] != \
+                            (p.chosen_ended, p.rejected_ended):  # the stored pair's flags count
+                        gold = vote_gold(pair.prompt, pair.response_a, pair.response_b,
+                                         _verdict(p, ch), pair.ended_a, pair.ended_b)
                 else:
                     pair, ch = Pair(uuid.uuid4().hex[:12], p.prompt, p.chosen, p.rejected,
                                     p.chosen_ended, p.rejected_ended, p.source, p.source), "A"
-                    self._insert_pair(pair, now)
+                    self._insert_pair(pair, now, assignable=False)
                     same.setdefault(key, []).append((pair.id, "A"))
                     same.setdefault(swapped, []).append((pair.id, "B"))
-                self._insert_vote(pair, _verdict(p, ch), who, None, source, now)
+                self._insert_vote(pair, _verdict(p, ch), who, None, source, now, gold)
                 voted[(pair.id, who)] = _verdict(p, ch)
                 new += 1
         return Imported(new, len(prefs) - new)
@@ -574,9 +862,9 @@ class LabelStore:
         """The stored ratings (of one annotator, or everyone's), oldest first, one dict
         per rated response with the columns of the `ratings` table."""
         if annotator is None:
-            rows = self._query("SELECT * FROM ratings ORDER BY id")
+            rows = self._read("SELECT * FROM ratings ORDER BY id")
         else:
-            rows = self._query("SELECT * FROM ratings WHERE annotator = ? ORDER BY id",
+            rows = self._read("SELECT * FROM ratings WHERE annotator = ? ORDER BY id",
                                (normalise_name(annotator),))
         return [dict(r) for r in rows]
 
@@ -587,19 +875,20 @@ class LabelStore:
                        bool(r["ended"]), r["annotator"], r["source"], _iso(r["created_at"]))
                 for r in self.ratings(annotator)]
 
-    def export_ratings_jsonl(self, path: str | Path) -> int:
-        """Write the ratings as JSONL (moss_lab.ratings.write_jsonl, atomic); return the count."""
+    def export_ratings_jsonl(self, path: str | Path, annotator: str | None = None) -> int:
+        """Write the ratings (everyone's, or one annotator's) as JSONL
+        (moss_lab.ratings.write_jsonl, atomic); return the count."""
         from .ratings import write_jsonl
 
-        records = self.rating_records()
+        records = self.rating_records(annotator)
         write_jsonl(records, path)
         return len(records)
 
-    def ratings_dataset(self):
+    def ratings_dataset(self, annotator: str | None = None):
         """The ratings as a `datasets.Dataset` (moss_lab.ratings.to_dataset)."""
         from .ratings import to_dataset
 
-        return to_dataset(self.rating_records())
+        return to_dataset(self.rating_records(annotator))
 
     def import_ratings(self, path: str | Path, annotator: str | None = None) -> Imported:
         """Import a ratings JSONL file (moss_lab.ratings.read_jsonl) as pairless ratings.
@@ -681,6 +970,22 @@ def _verdict(pref, chosen_side: str) -> str:
     """The stored choice of an imported record on a pair whose `chosen_side` ('A' or 'B')
     holds its chosen response."""
     return "tie" if pref.tie else chosen_side
+
+
+def vote_gold(prompt: str, response_a: str, response_b: str, choice: str, ended_a=True,
+              ended_b=True) -> int | None:
+    """A vote's agreement with the gold score, kept with the vote: 1 when an A/B vote on a
+    toy prompt picks the response with the higher gold score, 0 when it picks the lower
+    one, None otherwise (not A/B, no comparison, no gold truth, a gold tie): the rule of
+    moss_lab.preferences.gold_judged, counted once per vote instead of once per query."""
+    if choice not in ("A", "B") or response_a == response_b or not response_a.strip() \
+            or not response_b.strip() or not has_gold(prompt):
+        return None
+    diff = (gold_score(prompt, response_a, bool(ended_a)).total
+            - gold_score(prompt, response_b, bool(ended_b)).total)
+    if abs(diff) <= 1e-9:
+        return None
+    return int((diff > 0) == (choice == "A"))
 
 
 def _check_vote(choice: str, shown_left: str | None) -> None:
@@ -799,6 +1104,8 @@ class PairPool:
             while not self._closed:
                 self._wanted.wait()
                 self._wanted.clear()
+                if len(self._pairs) > self.size // 2:
+                    continue  # refill in batches: 16x cheaper a pair at 64 than at 1 (52 vs 4 ms)
                 while len(self._pairs) < self.size and not self._closed:
                     self._add(self.make_pairs(self.size - len(self._pairs)))
         except Exception as err:  # shown in the app instead of a silent empty pool
@@ -845,7 +1152,8 @@ class PairPool:
 def add_pairs(store: LabelStore, pairs: list[Pair]) -> int:
     """Store several pairs in one transaction, all or none (an eval's blind pairs for
     people, moss_lab.evaluate.save_with_people). Their created_at follow the list's order, so
-    pending_pair serves them in that order; an id already stored refuses the whole list."""
+    assign_pair (and pending_pair) serve them in that order; an id already stored refuses the
+    whole list."""
     now = time.time()
     with store._writing() as db:
         for pair in pairs:

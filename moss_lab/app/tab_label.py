@@ -12,13 +12,39 @@ the ratings with it (one transaction; a vote with a row left empty is refused an
 stored); Skip stores no ratings. Keys: while a rating row has the focus, 1-5 set its stars
 and move to the next row (the last one goes to the comment box), and never vote; with the
 focus anywhere else the vote keys work as always. Tab walks the rows in reading order.
+
+Class mode (issue #14, `moss-lab app --users users.toml`): the annotator is the logged-in
+name (the name box shows it, read-only, and every handler ignores whatever name a client
+sends); each pair goes to `overlap` different people (LabelStore.assign_pair, k from the
+class settings) and nobody gets a pair twice; a student's earlier votes, undo and exports
+cover their own labels only, the instructor's cover everything; imports and the
+disagreement table are the instructor's; while the instructor has locked labelling a
+student's vote, skip or undo is refused and nothing is stored. Single-user mode (no users
+file) works as before: the typed name is the annotator, and the same assignment rule
+spreads pairs over the names that label.
+
+Speed: the vote handlers run outside Gradio's per-event queue limit (concurrency_limit None),
+so votes never wait behind Compare or training requests, and their work does not grow
+with the number of stored votes (see moss_lab.labels.LabelStore); the agreement line
+refreshed after a vote reads the store's cached statistics, and the disagreement table
+(long, in a big class) is refreshed when it is opened, on load and after an import.
+
+Exports go to one app-owned temporary folder, <tmp>/moss-lab-exports-XXXX/<user or
+"all">/, where each export replaces the previous file of its kind; the folder is removed
+when the app exits (Gradio copies the file it serves into its own cache).
 """
 from __future__ import annotations
 
+import atexit
 import html
 import inspect
+import os
 import random
+import re
+import shutil
 import tempfile
+import threading
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 
@@ -32,6 +58,7 @@ from moss_lab.ratings import ASPECTS, MAX_COMMENT_CHARS, SCALE
 from moss_lab.toyworld import gold_score, has_gold, question_of
 
 from .context import fmt, get_lab
+from .session import User, current_user, require_instructor
 
 GUIDELINES = """
 **What a good answer is** (in the toy world, and mostly in the real one):
@@ -55,6 +82,11 @@ rating row the keys `1`-`5` set the stars and jump to the next row; then vote as
 """
 
 NO_NAME = "Enter your annotator name first (top of the Label tab): nothing was stored."
+LOCKED = ("Labelling is locked by the instructor (for now, e.g. during an exam of labels): "
+          "nothing was stored.")
+HOLD_S = 600.0  # a pair given to someone is theirs this long; then its place is freed
+HISTORY = 200  # earlier votes listed under 'Your earlier votes'
+FAST = {"concurrency_limit": None}  # votes never queue behind one another or other tabs
 
 # Keyboard shortcuts: 1/2/3/4/s/u click the vote buttons, unless you are typing in a text
 # field (a checkbox with the focus, such as the gold toggle, keeps them working) or the
@@ -156,13 +188,46 @@ def _sentence(err: Exception) -> str:
     return text[:1].upper() + text[1:]
 
 
+def identify(request: gr.Request | None, annotator) -> tuple[User, str]:
+    """(who is asking, the annotator name to use): the login name in class mode, whatever
+    the client sent as `annotator` (no impersonation); the typed name, normalised and
+    checked ('' when none), in single-user mode."""
+    user = current_user(request)
+    if user.class_mode:
+        return user, labels.normalise_name(user.name)
+    return user, checked_name(annotator)
+
+
+def voter(request: gr.Request | None, annotator) -> str:
+    """The annotator name for a vote, skip or undo; gr.Error (nothing stored) when there is
+    none, or when the instructor has locked labelling and this is a student."""
+    user, name = identify(request, annotator)
+    if not name:
+        raise gr.Error(NO_NAME)
+    if not user.is_instructor and getattr(get_lab().settings, "labelling_locked", False):
+        raise gr.Error(LOCKED)
+    return name
+
+
+def overlap() -> int:
+    """How many different people judge each pair (the class settings; 2 by default)."""
+    try:
+        return max(1, int(getattr(get_lab().settings, "overlap", 2)))
+    except (TypeError, ValueError):
+        return 2
+
+
 def next_pair(annotator: str) -> tuple[Pair, str]:
-    """A pair for this annotator (one others labelled first, else a fresh one) and the side
-    response A is shown on."""
+    """A pair for this annotator and the side response A is shown on: their own pair still
+    on hold, else a stored pair that needs more judgements (LabelStore.assign_pair), else a
+    fresh one from the pool, given to them. Without a name (single-user mode, before one is
+    typed) a fresh pair, given to nobody."""
     lab = get_lab()
-    pair = lab.store.pending_pair(annotator) if annotator else None
+    if not annotator:
+        return lab.store.add_pair(lab.pool.get()), random.choice("AB")
+    pair = lab.store.assign_pair(annotator, overlap(), HOLD_S)
     if pair is None:
-        pair = lab.store.add_pair(lab.pool.get())
+        pair = lab.store.add_pair(lab.pool.get(), assign_to=annotator)
     return pair, random.choice("AB")
 
 
@@ -210,9 +275,12 @@ DISAGREE_COLUMNS = ["prompt", "response A", "response B", "votes A", "votes B", 
                     "both bad", "who voted what"]
 
 
-def disagreements_frame() -> pd.DataFrame:
+def disagreements_frame(user: User) -> pd.DataFrame:
     """The pairs annotators judged differently (moss_lab.labels.LabelStore.disagreements),
-    texts shortened; A and B are the stored responses, whatever side each person saw."""
+    texts shortened; A and B are the stored responses, whatever side each person saw.
+    Empty for a student: it says who voted what."""
+    if not user.is_instructor:
+        return pd.DataFrame(columns=DISAGREE_COLUMNS)
     rows = [[shorten(question_of(d["prompt"]), 60), shorten(d["response_a"], 80),
              shorten(d["response_b"], 80), d["votes"]["A"], d["votes"]["B"],
              d["votes"]["tie"], d["votes"]["both_bad"],
@@ -221,9 +289,22 @@ def disagreements_frame() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=DISAGREE_COLUMNS)
 
 
-def panel(annotator: str):
-    """The agreement panel: statistics and the pairs people disagree on."""
-    return stats_text(annotator or ""), disagreements_frame()
+def panel(annotator: str, request: gr.Request = None):
+    """The agreement panel: statistics and the pairs people disagree on (the table is the
+    instructor's in class mode: it says who voted what)."""
+    user, name = identify(request, annotator)
+    return stats_text(name), disagreements_frame(user)
+
+
+def stats_after_vote(annotator: str, request: gr.Request = None) -> str:
+    """The statistics line after a vote (the store's cached figures; the disagreement
+    table is refreshed when it is opened, not after every vote: it can be long)."""
+    return stats_text(identify(request, annotator)[1])
+
+
+def disagreements_shown(request: gr.Request = None) -> pd.DataFrame:
+    """The disagreement table, when its accordion is opened."""
+    return disagreements_frame(current_user(request))
 
 
 ON_SCREEN = {"left": "A is better", "right": "B is better", "tie": "tie",
@@ -254,31 +335,55 @@ def gold_feedback(pair: Pair, shown_left: str, display: str) -> str:
 
 
 def history(annotator: str):
-    """The annotator's own votes, newest first, for 'Your earlier votes'."""
-    votes = get_lab().store.votes(annotator) if annotator else []
-    choices = [(f"{i}. {shorten(question_of(v['prompt']), 48)} → "
+    """The annotator's own newest HISTORY votes, newest first, for 'Your earlier votes'
+    (numbered from their first vote)."""
+    store = get_lab().store
+    votes = store.recent_votes(annotator, HISTORY) if annotator else []
+    total = store.progress(annotator)["mine"] if votes else 0
+    choices = [(f"{total - k}. {shorten(question_of(v['prompt']), 48)} → "
                 f"{ON_SCREEN[choice_to_display(v['choice'], v['shown_left'] or 'A')]}",
-                v["pair_id"]) for i, v in enumerate(votes, start=1)][::-1][:200]
+                v["pair_id"]) for k, v in enumerate(votes)]
     return gr.update(choices=choices, value=None)
 
 
 # --- event handlers ------------------------------------------------------------------------
-def on_load(annotator):
-    annotator = annotator if isinstance(annotator, str) else ""
+def on_load(annotator, request: gr.Request = None):
+    """A page (re)load: the name (the login name, read-only, in class mode; else the one
+    this browser remembers), a pair, the counters, and what only the instructor sees."""
+    user = current_user(request)
+    if user.class_mode:
+        name = labels.normalise_name(user.name)
+        box = gr.update(value=name, interactive=False, label="Labelling as (your login)")
+    else:
+        annotator = annotator if isinstance(annotator, str) else ""
+        name, box = labels.normalise_name(annotator), annotator
     try:
-        pair, left = next_pair(labels.normalise_name(annotator))
+        pair, left = next_pair(name)
     except (RuntimeError, TimeoutError) as err:  # the policy could not be sampled
         raise gr.Error(f"No pair to label: {err}")
-    name = labels.normalise_name(annotator)
-    return (annotator, *show(pair, left), progress_text(name), *panel(name), history(name))
+    instructor = gr.update(visible=user.is_instructor)
+    return (box, *show(pair, left), progress_text(name), stats_text(name),
+            disagreements_frame(user), history(name), instructor, instructor)
 
 
-def start(annotator: str, current: dict | None):
+def start(annotator: str, current: dict | None, request: gr.Request = None):
     """Enter in the name box (and the API's first call): progress, and a pair if none."""
-    annotator = checked_name(annotator)
+    _, annotator = identify(request, annotator)
     screen = show(Pair(**current["pair"]), current["shown_left"], current.get("revising", False)) \
         if current else show(*next_pair(annotator))
     return (*screen, progress_text(annotator), stats_text(annotator))
+
+
+def after_start(annotator: str, request: gr.Request = None):
+    """What follows Enter in the name box: the earlier votes and the disagreement table."""
+    user, name = identify(request, annotator)
+    return history(name), disagreements_frame(user)
+
+
+def refresh(annotator: str, request: gr.Request = None):
+    """Leaving the name box: the counters, the panel and the earlier votes of that name."""
+    user, name = identify(request, annotator)
+    return progress_text(name), stats_text(name), disagreements_frame(user), history(name)
 
 
 # --- rating mode ---------------------------------------------------------------------------
@@ -332,16 +437,17 @@ def empty_ratings():
     return (*([None] * 2 * len(RATED)), "")
 
 
-def stored_ratings(pair_id: str, annotator: str):
+def stored_ratings(pair_id: str, annotator: str, request: gr.Request = None):
     """This annotator's ratings of an earlier pair, as the rows on screen show them (in
     the order the pair was shown), and the comment; empty rows where there are none."""
-    annotator = labels.normalise_name(annotator or "")
+    user = current_user(request)
+    annotator = labels.normalise_name(user.name if user.class_mode else (annotator or ""))
     store = get_lab().store
-    mine = [v for v in store.votes(annotator) if v["pair_id"] == pair_id] if annotator else []
-    if not mine:
+    mine = store.vote_of(pair_id, annotator) if annotator and pair_id else None
+    if mine is None:
         return empty_ratings()
-    shown_left = mine[-1]["shown_left"] or "A"
-    by_side = {r["side"]: r for r in store.ratings(annotator) if r["pair_id"] == pair_id}
+    shown_left = mine["shown_left"] or "A"
+    by_side = store.ratings_of(pair_id, annotator)
     values, comment = [], ""
     for stored in (shown_left, "B" if shown_left == "A" else "A"):
         row = by_side.get(stored)
@@ -351,14 +457,12 @@ def stored_ratings(pair_id: str, annotator: str):
 
 
 def vote(display: str, annotator: str, current: dict | None, feedback: bool = False,
-         rating: bool = False, *marks):
+         rating: bool = False, *marks, request: gr.Request = None):
     """Store the vote (or, for a pair brought back from 'Your earlier votes', replace the
     old one), then show the next pair, with the gold verdict on this one if asked. In
     rating mode the ratings on screen (marks: see collect_ratings) are stored with the
-    vote, or neither is; Skip stores none."""
-    annotator = checked_name(annotator)
-    if not annotator:
-        raise gr.Error(NO_NAME)
+    vote, or neither is; Skip stores none. The annotator is the login name in class mode."""
+    annotator = voter(request, annotator)
     if not current:
         raise gr.Error("There is no pair on screen yet; wait for it to load.")
     pair, shown_left = Pair(**current["pair"]), current["shown_left"]
@@ -380,29 +484,28 @@ def vote(display: str, annotator: str, current: dict | None, feedback: bool = Fa
     return (*show(*next_pair(annotator)), progress_text(annotator), note, history(annotator))
 
 
-def revisit(pair_id: str, annotator: str):
+def revisit(pair_id: str, annotator: str, request: gr.Request = None):
     """Bring back one of your earlier pairs, in the order you saw it: a vote replaces yours."""
-    annotator = checked_name(annotator)
+    _, annotator = identify(request, annotator)
     if not annotator:
         raise gr.Error(NO_NAME)
     if not pair_id:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
     store = get_lab().store
-    mine = [v for v in store.votes(annotator) if v["pair_id"] == pair_id]
+    mine = store.vote_of(pair_id, annotator)
     pair = store.get_pair(pair_id)
-    if not mine or pair is None:
+    if mine is None or pair is None:
         raise gr.Error("You have no vote on that pair any more (undone?); pick another one.")
-    shown_left = mine[-1]["shown_left"] or "A"
-    was = ON_SCREEN[choice_to_display(mine[-1]["choice"], shown_left)]
+    shown_left = mine["shown_left"] or "A"
+    was = ON_SCREEN[choice_to_display(mine["choice"], shown_left)]
     note = (f"Back to an earlier pair: you voted **{was}**. Vote again to change it "
             "(the same vote keeps it).")
     return (*show(pair, shown_left, revising=True), note)
 
 
-def undo(annotator: str, current: dict | None):
-    annotator = checked_name(annotator)
-    if not annotator:
-        raise gr.Error(NO_NAME)
+def undo(annotator: str, current: dict | None, request: gr.Request = None):
+    """Remove this annotator's last vote and show that pair again."""
+    annotator = voter(request, annotator)
     row = get_lab().store.undo_last(annotator)
     if row is None:
         gr.Warning("You have no vote to undo.")
@@ -415,35 +518,84 @@ def undo(annotator: str, current: dict | None):
     return (*show(pair, shown_left), "", history(annotator), progress_text(annotator))
 
 
-def export(include_ties: bool, what: str):
+_EXPORTS: list[Path] = []  # the app's one export folder, made on first use
+_EXPORTS_LOCK = threading.Lock()
+
+
+def export_scope(request: gr.Request | None) -> tuple[str | None, str]:
+    """(annotator whose labels to export, None for everyone's; the folder's name): a
+    student exports their own labels, the instructor (and the one user of single-user
+    mode) everything."""
+    user = current_user(request)
+    if user.is_instructor:
+        return None, "all"
+    name = labels.normalise_name(user.name)
+    return name, "user-" + re.sub(r"[^\w.-]", "_", name)
+
+
+def export_path(folder_name: str, file_name: str) -> Path:
+    """Where an export is written: <tmp>/moss-lab-exports-XXXX/<folder_name>/<file_name>.
+    One folder for the app (removed at exit), one subfolder per user, one file per kind:
+    each export replaces the last, so nothing piles up."""
+    with _EXPORTS_LOCK:
+        if not _EXPORTS or not _EXPORTS[0].is_dir():
+            _EXPORTS[:] = [Path(tempfile.mkdtemp(prefix="moss-lab-exports-"))]
+            atexit.register(shutil.rmtree, _EXPORTS[0], True)
+        folder = _EXPORTS[0] / folder_name
+        folder.mkdir(exist_ok=True)
+    return folder / file_name
+
+
+def write_replacing(path: Path, write) -> None:
+    """write(tmp) to a temporary name beside `path`, then move it over `path`: two exports
+    at once never interleave, and the last one wins."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def export(include_ties: bool, what: str, request: gr.Request = None):
+    """The votes (a student's own, or everyone's) as JSONL or a Parquet dataset."""
     store = get_lab().store
-    folder = Path(tempfile.mkdtemp(prefix="moss-lab-export-"))
+    who, folder = export_scope(request)
+    path = export_path(folder, "preferences.jsonl" if what == "jsonl" else "preferences.parquet")
+    counted = []
     try:
         if what == "jsonl":
-            n = store.export_jsonl(folder / "preferences.jsonl", include_ties)
-            path = folder / "preferences.jsonl"
+            write_replacing(path, lambda tmp: counted.append(
+                store.export_jsonl(tmp, include_ties, annotator=who)))
         else:  # a datasets.Dataset, saved as Parquet: datasets.load_dataset("parquet", ...)
-            ds = store.to_dataset(include_ties)
-            n, path = len(ds), folder / "preferences.parquet"
-            ds.to_parquet(str(path))
+            ds = store.to_dataset(include_ties, annotator=who)
+            counted.append(len(ds))
+            if len(ds):
+                write_replacing(path, lambda tmp: ds.to_parquet(str(tmp)))
     except PreferenceError as err:
         raise gr.Error(f"Export failed: {err}")
-    if n == 0:
-        raise gr.Error("Nothing to export yet: no A/B votes are stored.")
-    return str(path), f"Exported {n} pairs (ties {'included' if include_ties else 'left out'})."
+    if counted[0] == 0:
+        raise gr.Error("Nothing to export yet: no A/B votes are stored"
+                       + (" (yours)." if who else "."))
+    mine = "of your " if who else ""
+    return (str(path), f"Exported {counted[0]} {mine}pairs (ties "
+            f"{'included' if include_ties else 'left out'}).")
 
 
 def vote_handler(display: str):
     """A vote button's handler, vote(display, ...), whose signature names every rating row
     (left_quality, ..., right_overall, comment) with an empty default: Gradio's API shows
     those names, and a client that does not rate can leave them out."""
-    def handler(annotator, current, feedback=False, rating=False, *marks):
-        return vote(display, annotator, current, feedback, rating, *marks)
+    def handler(request, annotator, current, feedback=False, rating=False, *marks):
+        return vote(display, annotator, current, feedback, rating, *marks, request=request)
 
     P = inspect.Parameter
     rows = [f"{side}_{name}" for side in SCREEN for name in RATED]
+    # Gradio fills a gr.Request-annotated parameter itself (it is no input of the API)
+    handler.__annotations__ = {"request": gr.Request}
     handler.__signature__ = inspect.Signature(
-        [P("annotator", P.POSITIONAL_OR_KEYWORD), P("current", P.POSITIONAL_OR_KEYWORD),
+        [P("request", P.POSITIONAL_OR_KEYWORD, annotation=gr.Request),
+         P("annotator", P.POSITIONAL_OR_KEYWORD), P("current", P.POSITIONAL_OR_KEYWORD),
          P("feedback", P.POSITIONAL_OR_KEYWORD, default=False),
          P("rating", P.POSITIONAL_OR_KEYWORD, default=False),
          *(P(name, P.POSITIONAL_OR_KEYWORD, default=None) for name in rows),
@@ -451,31 +603,47 @@ def vote_handler(display: str):
     return handler
 
 
-def export_ratings(what: str):
-    """The stored ratings as JSONL or as a datasets.Dataset saved to Parquet."""
+def export_ratings(what: str, request: gr.Request = None):
+    """The stored ratings (a student's own, or everyone's) as JSONL or as a
+    datasets.Dataset saved to Parquet."""
     store = get_lab().store
-    if not store.ratings():
+    who, folder = export_scope(request)
+    records = store.rating_records(who)
+    if not records:
         raise gr.Error("Nothing to export yet: no ratings are stored (tick 'Rate the "
                        "responses too' to rate the responses you vote on).")
-    folder = Path(tempfile.mkdtemp(prefix="moss-lab-export-"))
+    path = export_path(folder, "ratings.jsonl" if what == "jsonl" else "ratings.parquet")
     if what == "jsonl":
-        path = folder / "ratings.jsonl"
-        n = store.export_ratings_jsonl(path)
+        from moss_lab.ratings import write_jsonl
+
+        write_replacing(path, lambda tmp: write_jsonl(records, tmp))
     else:
-        ds = store.ratings_dataset()
-        n, path = len(ds), folder / "ratings.parquet"
-        ds.to_parquet(str(path))
-    return str(path), f"Exported {n} ratings (one per rated response)."
+        from moss_lab.ratings import to_dataset
+
+        ds = to_dataset(records)
+        write_replacing(path, lambda tmp: ds.to_parquet(str(tmp)))
+    mine = "of your " if who else ""
+    return str(path), f"Exported {len(records)} {mine}ratings (one per rated response)."
 
 
-def import_ratings(path, annotator: str):
+def importer(request: gr.Request | None, annotator) -> str | None:
+    """The default annotator of imported records without one; in class mode imports are
+    the instructor's (gr.Error for a student, nothing stored) and the default is their
+    login name."""
+    user = require_instructor(request)
+    if user.class_mode:
+        return labels.normalise_name(user.name)
+    return checked_name(annotator) or None
+
+
+def import_ratings(path, annotator: str, request: gr.Request = None):
     """Import a ratings JSONL file; all or nothing, the message says how many were new."""
+    annotator = importer(request, annotator)
     if not path:
         raise gr.Error("Choose a ratings .jsonl file to import first.")
-    annotator = checked_name(annotator)
     name = Path(path).name
     try:
-        got = get_lab().store.import_ratings(path, annotator=annotator or None)
+        got = get_lab().store.import_ratings(path, annotator=annotator)
     except LabelError as err:
         raise gr.Error(str(err))
     except OSError as err:
@@ -486,15 +654,15 @@ def import_ratings(path, annotator: str):
             f"record{'s' * (records != 1)}{known}).")
 
 
-def import_file(path, fmt_choice: str, annotator: str):
+def import_file(path, fmt_choice: str, annotator: str, request: gr.Request = None):
     """Import a file; the message says how many votes were new. Errors name the file by
-    its name only (never the server's upload folder)."""
+    its name only (never the server's upload folder). Instructor only in class mode."""
+    annotator = importer(request, annotator)
     if not path:
         raise gr.Error("Choose a .jsonl file to import first.")
-    annotator = checked_name(annotator)
     name = Path(path).name
     try:
-        got = get_lab().store.import_file(path, annotator=annotator or None,
+        got = get_lab().store.import_file(path, annotator=annotator,
                                           fmt={"auto": "auto", "prompt/chosen/rejected": "jsonl",
                                                "Anthropic HH": "hh"}[fmt_choice])
     except LabelError as err:
@@ -507,7 +675,7 @@ def import_file(path, fmt_choice: str, annotator: str):
     records = got.new + got.already
     known = f"; {got.already} already stored" if got.already else ""
     return (f"Imported {got.new} new votes from {html.escape(name)} ({records} "
-            f"record{'s' * (records != 1)}{known}).", progress_text(annotator))
+            f"record{'s' * (records != 1)}{known}).", progress_text(annotator or ""))
 
 
 # --- layout ------------------------------------------------------------------------------
@@ -558,7 +726,7 @@ def build() -> dict:
     earlier = gr.Dropdown([], value=None, label="Your earlier votes (pick one to see it again "
                           "and change your vote)", elem_id="label-history")
     stats = gr.Markdown(elem_id="label-stats")
-    with gr.Accordion("Pairs on which annotators disagree", open=False):
+    with gr.Accordion("Pairs on which annotators disagree", open=False) as disagree_box:
         disagree = gr.Dataframe(pd.DataFrame(columns=DISAGREE_COLUMNS), interactive=False,
                                 wrap=True, elem_id="label-disagreements")
     with gr.Accordion("Export and import", open=False):
@@ -571,64 +739,77 @@ def build() -> dict:
             b_ratings_parquet = gr.Button("Export ratings (Parquet)")
         export_file = gr.File(label="Download", interactive=False, elem_id="export-file")
         export_msg = gr.Markdown()
-        gr.Markdown("Import a JSONL file with `prompt`/`chosen`/`rejected` records, or an "
-                    "Anthropic HH-RLHF file (`chosen`/`rejected` conversations). The whole "
-                    "file is checked first; a bad line stores nothing. Votes already stored "
-                    "(the same person on the same pair) are not stored twice.")
-        with gr.Row():
-            upload = gr.File(label="File to import", file_types=[".jsonl", ".json"],
-                             type="filepath", elem_id="import-file")
-            import_fmt = gr.Radio(["auto", "prompt/chosen/rejected", "Anthropic HH"],
-                                  value="auto", label="Format")
-        with gr.Row():
-            b_import = gr.Button("Import", elem_id="import-button")
-            b_import_ratings = gr.Button("Import as ratings (moss_lab.ratings JSONL)",
-                                         elem_id="import-ratings-button")
-        import_msg = gr.Markdown(elem_id="import-message")
+        with gr.Column() as import_box:  # the instructor's in class mode (on_load hides it)
+            gr.Markdown("Import a JSONL file with `prompt`/`chosen`/`rejected` records, or an "
+                        "Anthropic HH-RLHF file (`chosen`/`rejected` conversations). The whole "
+                        "file is checked first; a bad line stores nothing. Votes already stored "
+                        "(the same person on the same pair) are not stored twice.")
+            with gr.Row():
+                upload = gr.File(label="File to import", file_types=[".jsonl", ".json"],
+                                 type="filepath", elem_id="import-file")
+                import_fmt = gr.Radio(["auto", "prompt/chosen/rejected", "Anthropic HH"],
+                                      value="auto", label="Format")
+            with gr.Row():
+                b_import = gr.Button("Import", elem_id="import-button")
+                b_import_ratings = gr.Button("Import as ratings (moss_lab.ratings JSONL)",
+                                             elem_id="import-ratings-button")
+            import_msg = gr.Markdown(elem_id="import-message")
 
     screen = [prompt, left, right, current]
-    quiet = {"show_progress": "hidden", "api_visibility": "private"}
+    quiet = {"show_progress": "hidden", "api_visibility": "private", **FAST}
     rating.change(lambda on: (gr.update(visible=on),) * 3, rating,
                   [left_group, right_group, comment], **quiet)
     for button, display in ((b_left, "left"), (b_right, "right"), (b_tie, "tie"),
                             (b_bad, "both_bad"), (b_skip, "skip")):
         voted = button.click(vote_handler(display), [annotator, current, feedback, rating, *marks],
-                             [*screen, progress, note, earlier], concurrency_limit=8,
+                             [*screen, progress, note, earlier], **FAST,
                              show_progress="hidden", api_name=f"vote_{display}")
-        voted.success(panel, annotator, [stats, disagree], **quiet)
+        voted.success(stats_after_vote, annotator, stats, **quiet)
         voted.success(empty_ratings, None, marks, **quiet)  # the next pair starts unrated
-    b_undo.click(undo, [annotator, current], [*screen, note, earlier, progress], api_name="undo",
-                 show_progress="hidden").success(panel, annotator, [stats, disagree], **quiet
-                                                 ).success(empty_ratings, None, marks, **quiet)
+    undone = b_undo.click(undo, [annotator, current], [*screen, note, earlier, progress],
+                          api_name="undo", show_progress="hidden", **FAST)
+    undone.success(stats_after_vote, annotator, stats, **quiet).success(
+        empty_ratings, None, marks, **quiet)
     earlier.input(revisit, [earlier, annotator], [*screen, note], api_name="revisit",
-                  show_progress="hidden").success(stored_ratings, [earlier, annotator], marks,
-                                                  **quiet)
+                  show_progress="hidden", **FAST).success(
+        stored_ratings, [earlier, annotator], marks, **quiet)
     # the name lives in the browser (localStorage): typed once, remembered next time
     annotator.change(labels.normalise_name, annotator, remembered, **quiet)
     annotator.submit(start, [annotator, current], [*screen, progress, stats],
-                     api_name="start", show_progress="hidden").success(
-        lambda a: (history(labels.normalise_name(a)), disagreements_frame()), annotator,
-        [earlier, disagree], **quiet)
-    annotator.blur(lambda a: (progress_text(labels.normalise_name(a)), *panel(a),
-                              history(labels.normalise_name(a))),
-                   annotator, [progress, stats, disagree, earlier], **quiet)
-    b_jsonl.click(lambda t: export(t, "jsonl"), ties, [export_file, export_msg],
-                  api_name="export_jsonl")
-    b_parquet.click(lambda t: export(t, "parquet"), ties, [export_file, export_msg],
-                    api_name="export_parquet")
+                     api_name="start", show_progress="hidden", **FAST).success(
+        after_start, annotator, [earlier, disagree], **quiet)
+    annotator.blur(refresh, annotator, [progress, stats, disagree, earlier], **quiet)
+    disagree_box.expand(disagreements_shown, None, disagree, **quiet)
+
+    def export_jsonl(include_ties: bool, request: gr.Request):
+        return export(include_ties, "jsonl", request)
+
+    def export_parquet(include_ties: bool, request: gr.Request):
+        return export(include_ties, "parquet", request)
+
+    def export_ratings_jsonl(request: gr.Request):
+        return export_ratings("jsonl", request)
+
+    def export_ratings_parquet(request: gr.Request):
+        return export_ratings("parquet", request)
+
+    b_jsonl.click(export_jsonl, ties, [export_file, export_msg], api_name="export_jsonl")
+    b_parquet.click(export_parquet, ties, [export_file, export_msg], api_name="export_parquet")
     b_import.click(import_file, [upload, import_fmt, annotator], [import_msg, progress],
                    api_name="import_labels").success(panel, annotator, [stats, disagree], **quiet)
-    b_ratings_jsonl.click(lambda: export_ratings("jsonl"), None, [export_file, export_msg],
+    b_ratings_jsonl.click(export_ratings_jsonl, None, [export_file, export_msg],
                           api_name="export_ratings_jsonl")
-    b_ratings_parquet.click(lambda: export_ratings("parquet"), None, [export_file, export_msg],
+    b_ratings_parquet.click(export_ratings_parquet, None, [export_file, export_msg],
                             api_name="export_ratings_parquet")
     b_import_ratings.click(import_ratings, [upload, annotator], import_msg,
                            api_name="import_ratings")
     return {"remembered": remembered, "annotator": annotator, "screen": screen,
-            "progress": progress, "stats": stats, "disagree": disagree, "earlier": earlier}
+            "progress": progress, "stats": stats, "disagree": disagree, "earlier": earlier,
+            "instructor_only": [disagree_box, import_box]}
 
 
 def wire_load(demo: gr.Blocks, parts: dict) -> None:
     demo.load(on_load, parts["remembered"],
               [parts["annotator"], *parts["screen"], parts["progress"], parts["stats"],
-               parts["disagree"], parts["earlier"]], api_visibility="private")
+               parts["disagree"], parts["earlier"], *parts["instructor_only"]],
+              api_visibility="private", **FAST)
