@@ -157,15 +157,19 @@ def test_first_ctrl_c_asks_to_stop_the_second_aborts(capsys):
 # ---------------------------------------------------------------------------------------
 # the commands, end to end (tiny runs)
 # ---------------------------------------------------------------------------------------
-def test_app_command_passes_its_options_to_launch(monkeypatch, capsys):
+def test_app_command_passes_its_options_to_launch(monkeypatch, capsys, tmp_path):
     calls = []
     fake = types.ModuleType("moss_lab.app")
     fake.launch = lambda **kw: calls.append(kw)
     monkeypatch.setitem(sys.modules, "moss_lab.app", fake)
     monkeypatch.delenv("MOSS_LAB_AUTH", raising=False)
-    assert main(["app", "--host", "0.0.0.0", "--port", "8000", "--share", "--auth", "a:b"]) == 0
-    assert calls == [{"host": "0.0.0.0", "port": 8000, "share": True, "auth": ("a", "b")}]
-    assert main(["app", "--auth", "nopassword"]) == 2 and len(calls) == 1
+    login = tmp_path / "login.txt"
+    login.write_text("a:b\n")
+    assert main(["app", "--host", "0.0.0.0", "--port", "8000", "--share",
+                 "--auth-file", str(login)]) == 0
+    assert calls == [{"host": "0.0.0.0", "port": 8000, "share": True, "auth": ("a", "b"),
+                      "users": None, "processes": True}]
+    assert main(["app", "--auth", "a:b"]) == 2 and len(calls) == 1  # a password in `ps`
     monkeypatch.setenv("MOSS_LAB_AUTH", "u:p")
     assert main(["app"]) == 0 and calls[-1]["auth"] == ("u", "p")
 

@@ -2,20 +2,24 @@
 RLOO and best-of-n runs.
 
     moss-lab app                      # http://127.0.0.1:7860
-    moss-lab app --port 8000 --auth teacher:secret
+    moss-lab app --users users.toml   # class mode: everyone logs in (moss_lab.accounts)
 
-One gr.Blocks with six tabs (moss_lab/app/tab_*.py), each a thin layer over the library:
-labels in moss_lab.labels (SQLite), runs in moss_lab.runs (background threads, one folder
-per run), training in moss_lab.reward, moss_lab.ppo and moss_lab.methods. The Train tab
-offers the method (a radio): PPO's form (tab_ppo) or another method's (tab_methods). Objects
-shared by every user live in moss_lab.app.context; per-user things are gr.State (this tab)
-or gr.BrowserState (this browser).
+One gr.Blocks with six tabs (moss_lab/app/tab_*.py; in class mode a seventh, Class, for
+the instructor), each a thin layer over the library: labels in moss_lab.labels (SQLite),
+runs in moss_lab.runs (background threads, one folder per run), training in
+moss_lab.reward, moss_lab.ppo and moss_lab.methods. The Train tab offers the method (a
+radio): PPO's form (tab_ppo) or another method's (tab_methods). Objects shared by every
+user live in moss_lab.app.context; per-user things are gr.State (this tab) or
+gr.BrowserState (this browser).
 """
 from __future__ import annotations
+
+import html
 
 import gradio as gr
 
 from . import (
+    tab_class,
     tab_compare,
     tab_evaluate,
     tab_label,
@@ -24,7 +28,10 @@ from . import (
     tab_reward,
     tab_runs,
 )
-from .context import get_lab
+from moss_lab.accounts import LOCK_AFTER
+
+from .context import get_lab, use_accounts
+from .session import current_user
 
 # Keyboard shortcuts for the Label tab (its votes): the script lives with the tab.
 HEAD = tab_label.SHORTCUTS
@@ -43,12 +50,17 @@ MAX_UPLOAD = "50mb"  # the label store refuses imports over 20 MB with a clear m
 def build_app() -> gr.Blocks:
     lab = get_lab()
     lab.pool.start()  # sample the first pairs while the page loads
-    with gr.Blocks(title="moss-lab") as demo:
+    # delete_cache: Gradio copies every download into its cache; drop copies older than an hour
+    with gr.Blocks(title="moss-lab", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         # the open tab, kept by the browser: a reload comes back to it
         open_tab = gr.BrowserState("label", storage_key="moss-lab-tab")
         gr.Markdown("# moss-lab · RLHF, hands-on\nLabel pairs, train a reward model on your "
                     "labels, fine-tune the policy against it (PPO, DPO, GRPO, RLOO, best-of-n), "
                     "and compare.")
+        with gr.Row(equal_height=True):  # class mode: who is logged in, and the way out
+            who = gr.Markdown("", elem_id="who", visible=False)
+            logout = gr.Button("Log out", link="logout", link_target="_self", size="sm",
+                               scale=0, min_width=90, visible=False, elem_id="logout")
         with gr.Tabs(selected="label") as tabs:
             with gr.Tab("Compare", id="compare") as compare_tab:
                 compare = tab_compare.build()
@@ -67,6 +79,11 @@ def build_app() -> gr.Blocks:
                 runs = tab_runs.build()
             with gr.Tab("Evaluate", id="evaluate") as evaluate_tab:
                 tab_evaluate.build(evaluate_tab)  # win rates, people's pairs, leaderboards
+            # the instructor's view of the class: shown by show_user() below, to them only
+            with gr.Tab("Class", id="class", visible=False) as class_tab:
+                class_view = tab_class.build()
+        demo.load(show_user, None, [who, logout, class_tab], api_visibility="private")
+        class_tab.select(*class_view["refresh"], api_visibility="private")
         tab_label.wire_load(demo, label)
         tab_compare.wire_picks(compare, label["annotator"])  # blind picks are votes
         for tab, key in ((compare_tab, "compare"), (label_tab, "label"), (reward_tab, "reward"),
@@ -75,25 +92,59 @@ def build_app() -> gr.Blocks:
         demo.load(lambda key: gr.Tabs(selected=key) if key and key != "label" else gr.skip(),
                   open_tab, tabs, api_visibility="private")
         # Runs -> Compare: put a run's checkpoint in Compare's second slot and go there
-        runs["to_compare"].click(
-            lambda name: (gr.update(choices=tab_ppo.policy_choices(),
-                                    value=runs["checkpoint_of"](name)), gr.Tabs(selected="compare")),
-            runs["run_1"], [compare["policy_b"], tabs], api_name="load_checkpoint")
+        def checkpoint_to_compare(name, request: gr.Request):
+            return runs["load_checkpoint"](name, request), gr.Tabs(selected="compare")
+
+        runs["to_compare"].click(checkpoint_to_compare, runs["run_1"], [compare["policy_b"], tabs],
+                                 api_name="load_checkpoint")
         # tabs are mounted when first shown: re-read the run folders whenever one opens
         runs_tab.select(*runs["refresh"], api_visibility="private").then(
             *runs["restyle"], api_visibility="private")
-        compare_tab.select(lambda: (gr.update(choices=tab_ppo.policy_choices()),) * 2, None,
-                           [compare["policy_a"], compare["policy_b"]], api_visibility="private")
+        compare_tab.select(compare["refresh"], None, [compare["policy_a"], compare["policy_b"]],
+                           api_visibility="private")
         reward_tab.select(reward["refresh"], None, reward["models"], api_visibility="private")
-        ppo_tab.select(lambda: (*ppo["refresh"](), *methods["refresh"]()), None,
+        def train_lists(request: gr.Request):
+            return (*ppo["refresh"](request), *methods["refresh"](request))
+
+        ppo_tab.select(train_lists, None,
                        [ppo["policy"], ppo["reward"], *methods["lists"]], api_visibility="private")
     return demo
 
 
+def show_user(request: gr.Request):
+    """Class mode: who is logged in, the Log out button (Gradio serves /logout; the link is
+    relative, so it works behind a proxy's path prefix too), and the Class tab for the
+    instructor only. (Hiding a tab is no protection: tab_class's handlers check the role.)"""
+    user = current_user(request)
+    if not user.class_mode:
+        return (gr.update(visible=False),) * 3
+    line = f"Logged in as **{html.escape(user.name)}** ({user.role})"
+    return (gr.update(value=line, visible=True), gr.update(visible=True),
+            gr.update(visible=user.is_instructor))
+
+
+LOGIN_MESSAGE = ("Log in with the name and password your instructor gave you. After "
+                 f"{LOCK_AFTER} wrong passwords a name is locked for a while.")
+
+
 def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, auth=None,
-           prevent_thread_lock: bool = False):
+           users=None, processes: bool = False, prevent_thread_lock: bool = False):
+    """Start the app. auth: one shared (user, password); users: moss_lab.accounts.Accounts
+    for class mode (each person logs in; the login name is the annotator name).
+    processes: training runs in child processes (moss_lab.runs), so that a run and the
+    people voting do not share one GIL (`moss-lab app` does; tests keep threads, where
+    their monkeypatches apply)."""
+    if users is not None and auth is not None:
+        raise ValueError("give either users (class mode) or auth (one shared login)")
+    use_accounts(users)  # before the tabs are built: they may ask whether accounts are on
+    if users is not None:  # async: hashing runs off Gradio's event loop (Accounts.check_async)
+        auth = users.check_async
+    if processes:
+        get_lab().runs.processes = True
+        get_lab().runs.warm_up()  # the forkserver imports torch now, not at the first Launch
     demo = build_app()
     demo.queue(default_concurrency_limit=4)
     return demo.launch(server_name=host, server_port=port, share=share, auth=auth,
+                       auth_message=LOGIN_MESSAGE if users is not None else None,
                        prevent_thread_lock=prevent_thread_lock, head=HEAD, css=CSS,
                        max_file_size=MAX_UPLOAD, theme=gr.themes.Soft())

@@ -17,6 +17,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("pretrain", "build (or rebuild) the toy base model"),
     "app": ("app", "start the Gradio lab app"),
+    "users": ("users", "the accounts of a class: add, reset, list, remove (moss-lab app --users)"),
     "train-rm": ("train_rm", "train a reward model on preference pairs"),
     "ppo": ("ppo", "fine-tune a policy with PPO against a reward model"),
     "dpo": ("dpo", "fine-tune a policy with DPO on preference pairs (trl)"),
