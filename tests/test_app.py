@@ -5,6 +5,7 @@ base models are shared with the other tests through a symlink, so nothing is reb
 """
 import json
 import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ def app(tmp_path_factory):
     """(client, url, home): the app launched on a free port with its own data home."""
     import gradio as gr
 
-    from moss_lab.app import context, launch
+    from moss_lab.app import context, launch, tab_runs
 
     home = isolated_home(tmp_path_factory.mktemp("app-home"))
     with pytest.MonkeyPatch.context() as mp:
@@ -35,6 +36,7 @@ def app(tmp_path_factory):
         yield client, url, home
         client.close()
         gr.close_all()
+        shutil.rmtree(tab_runs.export_root(), ignore_errors=True)  # the CSV downloads
         context.reset_lab()
 
 
@@ -511,11 +513,12 @@ def test_out_of_bounds_values_over_the_api_are_messages_and_store_nothing(app, t
     assert runs_after == runs_before
 
     # Compare: max tokens -5, 0, nan are messages (0 used to become 40 silently); past the
-    # toy policy's context window (128 positions) too, not an IndexError
-    for bad, words in [(-5, r"max new tokens must be a whole number in \[1, 4096\], got -5"),
-                       (0, r"max new tokens must be a whole number in \[1, 4096\], got 0"),
+    # shared machine's bound (moss_lab.limits: 1024) and the toy policy's context window
+    # (128 positions) too, not an IndexError
+    for bad, words in [(-5, r"max new tokens must be a whole number in \[1, 1024\], got -5"),
+                       (0, r"max new tokens must be a whole number in \[1, 1024\], got 0"),
                        ("nan", "max new tokens must be a whole number"),
-                       (10**9, r"in \[1, 4096\], got 1000000000"),
+                       (10**9, r"in \[1, 1024\], got 1000000000"),
                        (1000, "max new tokens must be at most .* context window is 128")]:
         with pytest.raises(Exception, match=words):
             client.predict("tell me about cats .", "toy", "toy", False, bad, api_name="/compare")

@@ -66,7 +66,7 @@ def get_lab() -> Lab:
 
         # repeat_window: a second Launch click on the same form is refused, not run twice
         _LAB = Lab(LabelStore(), RunManager(repeat_window=REPEAT_WINDOW_S),
-                   PairPool("toy", size=16), settings=ClassSettings.load())
+                   PairPool("toy", size=64), settings=ClassSettings.load())
     return _LAB
 
 
@@ -115,7 +115,7 @@ def has_policy(info) -> bool:
         return False
     done = info.final.get("iterations", info.final.get("steps"))
     if done is None:
-        rows = get_lab().runs.metrics(info.name)
+        rows = get_lab().runs.metrics(info.id)
         done = max((r.get("iteration", r.get("step", 0)) for r in rows), default=0)
     return done > 0
 

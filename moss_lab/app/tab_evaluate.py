@@ -16,8 +16,9 @@ import pandas as pd
 from moss_lab import evaluate as ev
 from moss_lab import leaderboard as lb
 
-from . import forms
+from . import forms, tab_ppo, watch
 from .context import get_lab
+from .session import current_user
 from .tab_label import plain
 from .tab_ppo import policy_choices
 
@@ -98,8 +99,14 @@ def people_view(name: str | None):
     return text, rates_frame({"people": s}), agreement_frame(s["agreement"])
 
 
-def run_eval(a: str, b: str, n, judges: list[str], progress=gr.Progress()):  # noqa: B008
-    """Sample, judge and store one comparison; people's pairs go to the Label tab."""
+def run_eval(a: str, b: str, n, judges: list[str], request: gr.Request = None,
+             progress=gr.Progress()):  # noqa: B008
+    """Sample, judge and store one comparison; people's pairs go to the Label tab.
+    In class mode a policy is one the caller may load (a built-in, their own run, the
+    instructor's), never a free folder."""
+    user = current_user(request)
+    a, b = (watch.checked_model(x, user, "policy", policy_choices(user), tab_ppo.POLICIES)
+            for x in (a, b))
     n, problem = forms.read_number(n, "N prompts", 1, ev.MAX_PROMPTS)
     if problem:
         raise gr.Error(problem)
@@ -192,6 +199,9 @@ def build(tab: gr.Tab) -> dict:
              concurrency_limit=1, concurrency_id="evaluate").success(
         refresh, people_name, shown, api_visibility="private")
     again.click(refresh, people_name, shown, api_name="evaluate_refresh")
-    tab.select(lambda name: (*(gr.update(choices=policy_choices()),) * 2, *refresh(name)),
-               people_name, [policy_a, policy_b, *shown], api_visibility="private")
+    def on_open(name, request: gr.Request):
+        choices = policy_choices(watch.viewer(request))
+        return (*(gr.update(choices=choices),) * 2, *refresh(name))
+
+    tab.select(on_open, people_name, [policy_a, policy_b, *shown], api_visibility="private")
     return {"policy_a": policy_a, "policy_b": policy_b, "refresh": again}

@@ -5,6 +5,10 @@ moss_lab.app.forms: defaults, choices and help come from the config, and the con
 refuses settings that cannot work (the tab shows its message). Runs go through the run
 manager (moss_lab.runs) like PPO runs; every method writes the same metrics, one row per
 step, so one set of curves follows whichever run was launched last.
+
+Class mode: as in the PPO tab, the model lists hold what the user may load (built-in
+models, own runs, the instructor's), a launch is bounded (moss_lab.limits) and the run is
+the user's. DPO's data is the simulated toy labels or the app's label store, never a file.
 """
 from __future__ import annotations
 
@@ -23,12 +27,12 @@ from moss_lab.methods.train_dpo import DPOTrainConfig, load_pairs, usable_pairs
 from moss_lab.methods.train_grpo import GRPOTrainConfig
 from moss_lab.methods.train_rloo import RLOOTrainConfig
 from moss_lab.methods.training import MethodError
-from moss_lab.run_folder import new_run_name
 from moss_lab.toyworld import question_of
 
 from . import forms, watch
 from .context import PLOT_METRICS, fmt, get_lab, gpu_available
-from .tab_ppo import policy_choices, reward_choices
+from .session import User, current_user
+from .tab_ppo import POLICIES, REWARDS, policy_choices, reward_choices
 
 
 @dataclass
@@ -96,6 +100,20 @@ def field_input(m: Method, name: str, prefix: str):
                        info=field_help(m.config, name), **kw)
 
 
+def checked_fields(fields: dict, user: User) -> dict:
+    """The model and data fields if `user` may load them (gr.Error otherwise)."""
+    out = dict(fields)
+    for key in ("policy", "reward", "eval_reward"):
+        if key in out:
+            choices = policy_choices(user) if key == "policy" else reward_choices(user)
+            out[key] = watch.checked_model(out[key], user, key, choices,
+                                           POLICIES if key == "policy" else REWARDS)
+    if "data" in out:
+        out["data"] = watch.checked_model(out["data"], user, "data", data_choices(),
+                                          ("toy", "labels"))
+    return out
+
+
 def problems_of(config) -> list[str]:
     """What the config cannot check by itself: reward folders, DPO's labels."""
     out = []
@@ -111,14 +129,17 @@ def problems_of(config) -> list[str]:
     return out
 
 
-def launch(choice: str, name: str, *values):
-    """Queue a run of method `choice`; `values` are its main fields, then the others."""
+def launch(choice: str, name: str, *values, user: User | None = None):
+    """Queue a run of method `choice` for `user` (None: the request-less caller, single-user
+    mode); `values` are its main fields, then the others."""
+    user = user or current_user(None)
     m, problems = METHODS[choice], []
     try:
         name = runs.validate_name(name)
     except runs.RunError as err:
         problems.append(str(err))
     fields, problems_read = forms.parse_any(m.config, dict(zip(m.main + m.more(), values)))
+    fields = checked_fields(fields, user)
     problems += problems_read
     if not problems_read:
         try:
@@ -128,17 +149,15 @@ def launch(choice: str, name: str, *values):
             problems.append(str(err))
     if problems:
         raise gr.Error("Not launched: " + "; ".join(problems))
-    try:
-        get_lab().runs.submit(name, m.kind, config.to_dict(), m.job,
-                              device="cuda" if gpu_available() else "cpu")
-    except runs.RunError as err:
-        raise gr.Error(f"Not launched: {err}")
+    run = watch.submit(user, name, m.kind, config.to_dict(), m.job,
+                       "cuda" if gpu_available() else "cpu")
     gr.Info(f"Run {name} queued.", duration=4)
-    return name, watch.status_line(name, x="step", total_key="steps"), None, default_name(choice)
+    return (run, watch.status_line(run, x="step", total_key="steps"), None,
+            default_name(choice, user))
 
 
-def default_name(choice: str) -> str:
-    return new_run_name(METHODS[choice].kind, get_lab().runs.root)
+def default_name(choice: str, user: User | None = None) -> str:
+    return watch.new_name(METHODS[choice].kind, user or watch.viewer())
 
 
 def samples_table(name: str | None) -> pd.DataFrame:
@@ -152,8 +171,8 @@ def samples_table(name: str | None) -> pd.DataFrame:
                          for s in reversed(samples)], columns=cols)
 
 
-def stop(name: str | None) -> str:
-    watch.stop(name)
+def stop(name: str | None, request: gr.Request = None) -> str:
+    watch.stop(name, request)
     return watch.status_line(name, x="step", total_key="steps")
 
 
@@ -162,17 +181,18 @@ def tick(watched, seen):
     return (status, *plots, gr.skip() if now == seen else samples_table(watched), now)
 
 
-def pick(choice: str):
+def pick(choice: str, request: gr.Request = None):
     """Show the chosen method's form and follow its newest run (PPO: the PPO panel)."""
     kind = METHODS[choice].kind if choice in METHODS else None
     boxes = [gr.Column(visible=c == choice) for c in METHODS]
+    latest = watch.latest_run(kind, watch.viewer(request)) if kind else None
     return (about(choice), gr.Column(visible=kind is None), gr.Column(visible=kind is not None),
-            *boxes, watch.latest_run(kind) if kind else None, None, gr.Timer(active=bool(kind)))
+            *boxes, latest, None, gr.Timer(active=bool(kind)))
 
 
 def launcher(choice: str):
-    def launch_method(name, *values):
-        return launch(choice, name, *values)
+    def launch_method(request: gr.Request, name, *values):
+        return launch(choice, name, *values, user=current_user(request))
     return launch_method
 
 
@@ -209,5 +229,10 @@ def build(method: gr.Radio, note: gr.Markdown, ppo_box: gr.Column) -> dict:
                concurrency_limit=None, api_visibility="private")
     method.change(pick, method, [note, ppo_box, panel, *boxes, watched, seen, timer],
                   api_visibility="private")
-    return {"lists": [d for d, _ in lists],
-            "refresh": lambda: tuple(gr.update(choices=fn()) for _, fn in lists)}
+    def refresh(request: gr.Request = None):
+        """The model lists again, for the user of this page."""
+        user = watch.viewer(request)
+        return tuple(gr.update(choices=fn(user) if fn is not data_choices else fn())
+                     for _, fn in lists)
+
+    return {"lists": [d for d, _ in lists], "refresh": refresh}

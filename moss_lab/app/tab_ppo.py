@@ -5,6 +5,11 @@ PPOConfig refuses settings that cannot work: the tab shows its message. Runs go 
 the run manager (moss_lab.runs): they keep going when the browser closes, and reopening
 the page shows the newest run again. The device list shows what is here (CPU, each GPU
 with its memory), and a memory estimate under it follows the form (moss_lab.memory).
+
+Class mode (issue #14): a run belongs to the login that launched it; the policy and reward
+lists hold the built-in models, one's own runs and the instructor's (moss_lab.app.watch
+says who may load what), and a launch is bounded (moss_lab.limits) and counted against the
+class's run limits.
 """
 from __future__ import annotations
 
@@ -18,12 +23,12 @@ from moss_lab.configs import field_help
 from moss_lab.device import available_devices, device_memory_gib
 from moss_lab.files import read_jsonl
 from moss_lab.ppo import PRESETS, PPOConfig
-from moss_lab.run_folder import new_run_name
-from moss_lab.runs import QueueFullError, RunError, ppo_job, validate_name
+from moss_lab.runs import RunError, ppo_job, validate_name
 from moss_lab.toyworld import question_of
 
 from . import forms, watch
 from .context import PLOT_METRICS, fmt, get_lab, gpu_available, has_policy
+from .session import User, current_user
 
 # The fields on the form (label shown), then the rest of PPO-max in an accordion. The
 # on/off fields of PPOConfig are the switches.
@@ -55,20 +60,36 @@ def switches_help() -> str:
     return "\n".join(f"- `{name}`: {field_help(PPOConfig, name)}" for name in SWITCHES)
 
 
-def reward_choices() -> list[tuple[str, str]]:
+REWARDS = ("toy", "gold")  # the built-in rewards: the cached toy reward model, the oracle
+POLICIES = ("toy",)
+
+
+def reward_choices(user: User | None = None) -> list[tuple[str, str]]:
+    """The rewards `user` may pick: built-in, then reward runs with a model (own and the
+    instructor's in class mode; without a user in class mode: built-in only)."""
     out = [("toy reward model (cached)", "toy"), ("gold score (oracle)", "gold")]
-    for r in get_lab().runs.list():
+    for r in watch.loadable_runs(user or watch.viewer()):
         if r.kind == "reward" and r.state in ("finished", "stopped") and (r.path / "model").is_dir():
-            out.append((f"reward run {r.name}", str(r.path / "model")))
+            out.append((f"reward run {r.id}",
+                        str(r.path / "model")))
     return out
 
 
-def policy_choices() -> list[tuple[str, str]]:
+def policy_choices(user: User | None = None) -> list[tuple[str, str]]:
+    """The policies `user` may start from or compare: the toy base model, then runs that
+    saved a policy (own and the instructor's in class mode)."""
     out = [("toy base model", "toy")]
-    for r in get_lab().runs.list():
+    for r in watch.loadable_runs(user or watch.viewer()):
         if has_policy(r):
-            out.append((f"{r.kind.upper()} run {r.name}", str(r.path / "policy")))
+            out.append((f"{r.kind.upper()} run {r.id}",
+                        str(r.path / "policy")))
     return out
+
+
+def checked_models(user: User, policy: str | None, reward: str | None):
+    """(policy, reward) if `user` may load them (gr.Error otherwise, see watch.checked_model)."""
+    return (watch.checked_model(policy, user, "policy", policy_choices(user), POLICIES),
+            watch.checked_model(reward, user, "reward", reward_choices(user), REWARDS))
 
 
 def default_device() -> str:
@@ -115,8 +136,11 @@ def memory_text(preset, policy, reward, device, switches, *values) -> str:
         return f"*memory estimate: unavailable ({type(err).__name__}: {err})*"
 
 
-def launch(name, preset, policy, reward, device, switches, *values):
-    """Queue a PPO run; `values` are the FORM fields, then the MORE fields."""
+def launch(name, preset, policy, reward, device, switches, *values, user: User | None = None):
+    """Queue a PPO run for `user` (None: the request-less caller, single-user mode);
+    `values` are the FORM fields, then the MORE fields."""
+    user = user or current_user(None)
+    policy, reward = checked_models(user, policy, reward)
     problems = []
     try:
         name = validate_name(name)
@@ -129,7 +153,10 @@ def launch(name, preset, policy, reward, device, switches, *values):
         problems.append(f"the {preset} preset needs a CUDA GPU and there is none here; "
                         f"choose {DEFAULT_PRESET}")
     prompts = fields.get("prompts")
-    if prompts and prompts != "toy" and not Path(prompts).is_file():
+    if prompts and prompts != "toy" and user.class_mode:  # a file on the server: no
+        problems.append("prompts must be 'toy' in class mode (files on the server are not "
+                        "offered)")
+    elif prompts and prompts != "toy" and not Path(prompts).is_file():
         problems.append(f"prompts file {prompts!r} not found: give a .txt or .jsonl file "
                         "(one prompt per line), or 'toy'")
     if not unreadable and preset in PRESETS:
@@ -144,12 +171,14 @@ def launch(name, preset, policy, reward, device, switches, *values):
     if str(device).startswith("cuda") and not gpu_available():
         raise gr.Error("Not launched: no CUDA GPU here; choose cpu.")
     where = device if device not in (None, "", "auto") else default_device()
-    try:
-        get_lab().runs.submit(name, "ppo", config.to_dict(), ppo_job, device=where)
-    except (QueueFullError, RunError) as err:
-        raise gr.Error(f"Not launched: {err}")
+    run = watch.submit(user, name, "ppo", config.to_dict(), ppo_job, where)
     gr.Info(f"Run {name} queued.", duration=4)
-    return name, watch.status_line(name), None, default_name()
+    return run, watch.status_line(run), None, default_name(user)
+
+
+def launch_event(request: gr.Request, *args):
+    """The Launch button: launch() for the logged-in user."""
+    return launch(*args, user=current_user(request))
 
 
 def form_of(name: str | None):
@@ -170,8 +199,8 @@ def form_of(name: str | None):
             *[values[f] for f in fields], [s for s in SWITCHES if values[s]])
 
 
-def default_name() -> str:
-    return new_run_name("ppo", get_lab().runs.root)
+def default_name(user: User | None = None) -> str:
+    return watch.new_name("ppo", user or watch.viewer())
 
 
 def samples_table(name: str | None) -> pd.DataFrame:
@@ -189,28 +218,42 @@ def samples_table(name: str | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def tick(watched, seen, metrics):
+def tick(watched, seen, metrics, user: User | None = None):
     status, *plots, now = watch.tick(watched, seen, metrics, "iteration", "iterations")
     table = gr.skip() if now == seen else samples_table(watched)
     # a run that just ended has a policy to fine-tune further (and to compare)
-    policies = (gr.update(choices=policy_choices()) if watch.finished_now(seen, now)
+    policies = (gr.update(choices=policy_choices(user)) if watch.finished_now(seen, now)
                 else gr.skip())
     return (status, *plots, table, now, policies)
 
 
-def run_status(name: str) -> dict:
-    """A run's state and metric rows as read from its folder (for API clients)."""
-    try:
-        info = get_lab().runs.get(name)
-    except RunError as err:
-        raise gr.Error(str(err))
+def run_status(name: str, request: gr.Request = None) -> dict:
+    """A run's state and metric rows as read from its folder (for API clients: a run the
+    caller may see)."""
+    info = watch.run_for(name, current_user(request))
     return {"state": info.state, "reason": info.reason, "kind": info.kind,
+            "queue": watch.queue_text(info).strip(" ·"),
             "metrics": get_lab().runs.metrics(name)}
 
 
-def stop_run(name: str) -> str:
-    """Ask a run to stop (for API clients; the Stop button stops the run on screen)."""
-    return watch.stop(name)
+def stop_run(name: str, request: gr.Request = None) -> str:
+    """Ask a run to stop (for API clients; the Stop button stops the run on screen): the
+    caller's own run, or any run for the instructor."""
+    return watch.stop(name, request)
+
+
+def refresh(request: gr.Request = None):
+    """The policy and reward lists again, for the user of this page."""
+    user = watch.viewer(request)
+    return gr.update(choices=policy_choices(user)), gr.update(choices=reward_choices(user))
+
+
+def opened(request: gr.Request = None):
+    """The run to follow when the page opens (the user's newest), the model lists and a
+    fresh run name (in the user's own folder)."""
+    user = watch.viewer(request)
+    return (watch.latest_run("ppo", user), gr.update(choices=policy_choices(user)),
+            gr.update(choices=reward_choices(user)), default_name(user))
 
 
 def build(demo: gr.Blocks) -> dict:
@@ -250,19 +293,20 @@ def build(demo: gr.Blocks) -> dict:
     estimate_inputs = [preset, policy, reward, device, switches, *numbers, *more]
     gr.on([c.change for c in estimate_inputs], memory_text, estimate_inputs, memory,
           show_progress="hidden", trigger_mode="always_last", api_visibility="private")
-    b_launch.click(launch, [name, preset, policy, reward, device, switches, *numbers, *more],
-                   [watched, status, seen, name], api_name="ppo_launch")
+    b_launch.click(launch_event, [name, preset, policy, reward, device, switches, *numbers,
+                                  *more], [watched, status, seen, name], api_name="ppo_launch")
     b_stop.click(watch.stop, watched, status, api_visibility="private")
+
+    def on_tick(w, s, request: gr.Request):
+        return tick(w, s, list(PLOT_METRICS), watch.viewer(request))
+
     timer = gr.Timer(1.0)
-    timer.tick(lambda w, s: tick(w, s, list(PLOT_METRICS)), [watched, seen],
-               [status, *plots, samples, seen, policy],
+    timer.tick(on_tick, [watched, seen], [status, *plots, samples, seen, policy],
                show_progress="hidden", concurrency_limit=None, api_visibility="private")
     form = [policy, reward, device, *numbers, *more, switches]
-    demo.load(lambda: watch.latest_run("ppo"), None, watched, api_visibility="private").then(
+    demo.load(opened, None, [watched, policy, reward, name], api_visibility="private").then(
         form_of, watched, form, api_visibility="private").then(
         memory_text, estimate_inputs, memory, api_visibility="private")
     gr.api(run_status, api_name="run_status")
     gr.api(stop_run, api_name="stop_run")
-    return {"policy": policy, "reward": reward,
-            "refresh": lambda: (gr.update(choices=policy_choices()),
-                                gr.update(choices=reward_choices()))}
+    return {"policy": policy, "reward": reward, "refresh": refresh}

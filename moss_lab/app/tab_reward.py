@@ -1,6 +1,10 @@
 """The Reward model tab: train on the stored labels (plus simulated ones), live curves,
 and score any prompt/response by hand. Training is moss_lab.reward.train_reward_model,
-run by the run manager (moss_lab.runs.reward_job)."""
+run by the run manager (moss_lab.runs.reward_job).
+
+Class mode: a student trains on their own labels (the run's config names the annotator),
+the run is theirs, and 'Score by hand' offers their own reward models, the instructor's and
+the cached toy ones (never a free folder path)."""
 from __future__ import annotations
 
 import threading
@@ -9,12 +13,12 @@ import gradio as gr
 
 from moss_lab.paths import models_dir
 from moss_lab.reward import RewardConfig, split_sizes, warmup_for
-from moss_lab.run_folder import new_run_name
-from moss_lab.runs import QueueFullError, RunError, reward_job, validate_name
+from moss_lab.runs import RunError, reward_job, validate_name
 from moss_lab.toyworld import SimulatedAnnotator, format_prompt, gold_score, topic_of
 
 from . import forms, watch
 from .context import fmt, get_lab, gpu_available
+from .session import User, current_user
 
 # short titles, two plots a row: longer ones were cut off at four a row
 METRICS = {"loss": "Training loss", "train/accuracy": "Training accuracy",
@@ -32,15 +36,31 @@ _RMS: dict = {}  # folder -> (model, tokenizer), loaded once
 _RM_LOCK = threading.Lock()
 
 
-def labels_summary() -> str:
+def annotator_of(user: User) -> str | None:
+    """Whose labels a reward model trains on: the student's own in class mode (None:
+    everyone's, for the instructor and in single-user mode)."""
+    return user.name if user.class_mode and not user.is_instructor else None
+
+
+def labels_summary(user: User | None = None) -> str:
+    user = user or watch.viewer()
+    if user.class_mode and not user.is_instructor:
+        n = count_labels(False, user)
+        ties = count_labels(True, user) - n
+        return (f"**{n}** A/B votes and {ties} ties of yours are stored; a reward model you "
+                "train learns from your own labels (ties only when 'include ties' is on). "
+                "Top them up with pairs labelled by the simulated annotator.")
     p = get_lab().store.progress()
     return (f"**{p['pairwise']}** A/B votes and {p['by_choice']['tie']} ties are stored; "
             "ties are used only when 'include ties' is on. Top them up with pairs labelled by "
             "the simulated annotator (two samples of the base model per prompt).")
 
 
-def rm_choices() -> list[tuple[str, str]]:
-    out = [(f"reward run {r.name}", str(r.path / "model")) for r in get_lab().runs.list()
+def rm_choices(user: User | None = None) -> list[tuple[str, str]]:
+    """The reward models `user` may score with: reward runs (own and the instructor's in
+    class mode) and the cached toy reward models."""
+    out = [(f"reward run {r.id}", str(r.path / "model"))
+           for r in watch.loadable_runs(user or watch.viewer())
            if r.kind == "reward" and (r.path / "model" / "config.json").is_file()]
     for folder in sorted(models_dir().glob("toy-rm-*")):  # the PPO tab's cached toy RM
         if (folder / "config.json").is_file():
@@ -48,7 +68,10 @@ def rm_choices() -> list[tuple[str, str]]:
     return out
 
 
-def launch(name, simulated, noise, epochs, lr, batch_size, include_ties, seed=None):
+def launch(name, simulated, noise, epochs, lr, batch_size, include_ties, seed=None,
+           request: gr.Request = None):
+    """Queue a reward-model run for the logged-in user (on their own labels in class mode)."""
+    user = current_user(request)
     problems = []
     try:
         name = validate_name(name)
@@ -72,31 +95,35 @@ def launch(name, simulated, noise, epochs, lr, batch_size, include_ties, seed=No
         problems.append(problem)
     if problems:
         raise gr.Error("Not launched: " + "; ".join(problems))
-    n_labels = count_labels(include_ties)
+    n_labels = count_labels(include_ties, user)
     if n_labels + simulated < USEFUL_PAIRS:
         gr.Warning(f"Only {n_labels + simulated} pairs: too few to learn much, and the "
                    "held-out accuracy will jump. Add simulated pairs.", duration=8)
     config = {"reward": fields, "labels_db": str(get_lab().store.path),
               "include_ties": bool(include_ties), "simulated": simulated, "noise": noise}
-    try:
-        get_lab().runs.submit(name, "reward", config, reward_job,
-                              device="cuda" if gpu_available() else "cpu")
-    except (QueueFullError, RunError) as err:
-        raise gr.Error(f"Not launched: {err}")
+    if annotator_of(user):  # moss_lab.runs.reward_job trains on this annotator's labels
+        config["annotator"] = annotator_of(user)
+    run = watch.submit(user, name, "reward", config, reward_job,
+                       "cuda" if gpu_available() else "cpu")
     gr.Info(f"Reward-model run {name} queued.", duration=4)
-    return (name, watch.status_line(name, x="step", total_key="-"), None, default_name())
+    return (run, watch.status_line(run, x="step", total_key="-"), None, default_name(user))
 
 
-def count_labels(include_ties) -> int:
-    """The stored votes a run would train on (A/B votes, and ties when included)."""
-    return len(get_lab().store.preferences(include_ties=bool(include_ties)))
+def count_labels(include_ties, user: User | None = None) -> int:
+    """The stored votes a run would train on (A/B votes, and ties when included): the
+    student's own in class mode."""
+    user = user or watch.viewer()
+    if user.class_mode and not user.is_instructor and not user.name:
+        return 0  # nobody (a page value computed without a login)
+    return len(get_lab().store.preferences(include_ties=bool(include_ties),
+                                           annotator=annotator_of(user)))
 
 
 def plan_text(simulated: float, include_ties: bool, epochs: float | None = None,
-              batch_size: float | None = None) -> str:
+              batch_size: float | None = None, request: gr.Request = None) -> str:
     """What a run with this form would train on: pairs trained on and held out, steps and
     warm-up, and a warning below USEFUL_PAIRS (shown under the form, before a run)."""
-    n_labels = count_labels(include_ties)
+    n_labels = count_labels(include_ties, watch.viewer(request))
     n_sim, problem = forms.read_number(simulated, "simulated pairs", 0, MAX_SIMULATED)
     if problem:
         return f"<span id='rm-plan'>{problem}</span>"
@@ -122,7 +149,7 @@ def plan_text(simulated: float, include_ties: bool, epochs: float | None = None,
     return f"<span id='rm-plan'>{text}</span>"
 
 
-def report_text(name: str | None) -> str:
+def report_text(name: str | None, request: gr.Request = None) -> str:
     """What the watched run trains on, and its final figures as text (held-out accuracy
     against the labels and against gold, and on how many pairs)."""
     if not name:
@@ -130,6 +157,8 @@ def report_text(name: str | None) -> str:
     try:
         info = get_lab().runs.get(name)
     except RunError:
+        return ""
+    if not watch.may_see(watch.viewer(request), info):
         return ""
     config, final = info.config, (info.final if info.state == "finished" else {})
     n_train = final.get("n_train", config.get("n_train"))
@@ -169,30 +198,45 @@ def form_of(name: str | None):
             *[rm.get(f, gr.skip()) for f in FORM], bool(config.get("include_ties")))
 
 
-def rm_models() -> list[str]:
+def rm_models(request: gr.Request = None) -> list[str]:
     """The folders listed under 'Score by hand' (for API clients and tests)."""
-    return [value for _, value in rm_choices()]
+    return [value for _, value in rm_choices(watch.viewer(request))]
 
 
-def tick(watched, seen):
+def tick(watched, seen, request: gr.Request = None):
     """The live curves, the run's pairs and final figures, and the list of reward models
     when a run has just ended."""
     status, *plots, now = watch.tick(watched, seen, list(METRICS), "step", "-")
-    models = gr.update(choices=rm_choices()) if watch.finished_now(seen, now) else gr.skip()
-    report = report_text(watched) if now != seen or not watched else gr.skip()
+    models = (gr.update(choices=rm_choices(watch.viewer(request)))
+              if watch.finished_now(seen, now) else gr.skip())
+    report = report_text(watched, request) if now != seen or not watched else gr.skip()
     return (status, *plots, now, models, report)
 
 
-def default_name() -> str:
-    return new_run_name("rm", get_lab().runs.root)
+def default_name(user: User | None = None) -> str:
+    return watch.new_name("rm", user or watch.viewer())
 
 
-def score_by_hand(folder: str, prompt: str, response: str) -> str:
+def refresh(request: gr.Request = None):
+    """The reward models of 'Score by hand' again, for the user of this page."""
+    return gr.update(choices=rm_choices(watch.viewer(request)))
+
+
+def opened(request: gr.Request = None):
+    """When the page opens: the user's newest reward run, their labels, their models."""
+    user = watch.viewer(request)
+    return (watch.latest_run("reward", user), labels_summary(user),
+            gr.update(choices=rm_choices(user)), default_name(user))
+
+
+def score_by_hand(folder: str, prompt: str, response: str, request: gr.Request = None) -> str:
     from moss_lab.reward import load_reward_model
     from moss_lab.scoring import score
 
     if not folder:
         raise gr.Error("Pick a reward model (train one above first).")
+    user = current_user(request)
+    folder = watch.checked_model(folder, user, "reward model", rm_choices(user), ())
     if not (prompt or "").strip() or not (response or "").strip():
         raise gr.Error("Type a prompt and a response.")
     prompt = format_prompt(prompt)
@@ -203,6 +247,8 @@ def score_by_hand(folder: str, prompt: str, response: str) -> str:
             model, tokenizer = _RMS[folder]
             r = score(model, tokenizer, [prompt], [response.strip()])[0].item()
     except Exception as err:  # a missing or broken model folder: a message, not "Error"
+        if user.class_mode:  # no server path in a message to a class
+            raise gr.Error(f"Could not score with that reward model ({type(err).__name__}).")
         raise gr.Error(f"Could not score with {folder!r}: {type(err).__name__}: {err}")
     text = f"Reward-model score: **{r:.3f}**"
     if topic_of(prompt):
@@ -250,7 +296,7 @@ def build(demo: gr.Blocks) -> dict:
     b_train.click(launch, [name, simulated, noise, epochs, lr, batch, ties, seed],
                   [watched, status, seen, name], api_name="rm_launch")
     b_stop.click(watch.stop, watched, status, api_visibility="private")
-    b_refresh.click(lambda: gr.update(choices=rm_choices()), None, rm, api_visibility="private")
+    b_refresh.click(refresh, None, rm, api_visibility="private")
     b_score.click(score_by_hand, [rm, prompt, response], scored, api_name="rm_score")
     timer = gr.Timer(1.0)
     timer.tick(tick, [watched, seen], [status, *plots, seen, rm, report],
@@ -261,10 +307,10 @@ def build(demo: gr.Blocks) -> dict:
                    api_visibility="private")
     gr.api(plan_text, api_name="rm_plan")
     gr.api(report_text, api_name="rm_report")
-    demo.load(lambda: (watch.latest_run("reward"), labels_summary()), None, [watched, summary],
+    demo.load(opened, None, [watched, summary, rm, name],
               api_visibility="private").then(form_of, watched, [simulated, noise, epochs, lr,
                                                                 batch, seed, ties],
                                              api_visibility="private").then(
         plan_text, plan_inputs, plan, api_visibility="private")
     gr.api(rm_models, api_name="rm_models")
-    return {"models": rm, "refresh": lambda: gr.update(choices=rm_choices())}
+    return {"models": rm, "refresh": refresh}

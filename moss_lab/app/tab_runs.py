@@ -4,10 +4,17 @@ names, optional smoothing); a config diff between two runs; notes and tags; CSV 
 delete (with confirmation); a PPO run's checkpoint sent to the Compare tab.
 
 The run folders are the truth (moss_lab.runs): notes and tags live in <run>/notes.json.
+
+Class mode: a student lists, changes and overlays their own runs (and sees the instructor's
+runs tagged "shared"), the instructor every run, with an owner column; a run is named by its
+id "<login>/<name>" (moss_lab.app.watch says who may do what). A queued run shows its place
+in the queue.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -17,7 +24,11 @@ import pandas as pd
 
 from moss_lab.runs import RunError
 
+from moss_lab.paths import data_home
+
+from . import watch
 from .context import fmt, get_lab, has_policy, metric_frame, smooth, x_key
+from .session import User, current_user
 from .watch import ICONS
 
 # header shown -> how to read it from a run; short headers, so that none wraps mid-word
@@ -33,30 +44,52 @@ PALETTE = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b
            "#ff9da6", "#9d755d", "#bab0ac"]
 
 
-def runs_table() -> pd.DataFrame:
+def state_text(info) -> str:
+    state = "stopping" if info.stop_requested else info.state
+    return f"{ICONS.get(info.state, '')} {state}{watch.queue_text(info)}"
+
+
+def runs_table(user: User | None = None) -> pd.DataFrame:
+    """The runs `user` may see, one row each (an owner column in class mode)."""
+    user = user or watch.viewer()
     rows = []
-    for r in get_lab().runs.list():
+    for r in watch.visible_runs(user):
         f = r.final
         created = time.strftime("%m-%d %H:%M", time.localtime(r.created_at)) if r.created_at else ""
-        state = "stopping" if r.stop_requested else r.state
-        rows.append([r.name, r.kind, f"{ICONS.get(r.state, '')} {state}", created,
+        rows.append([r.id, r.kind, state_text(r), created,
                      fmt(f.get("iterations", f.get("steps", f.get("step")))),
                      fmt(f.get("reward/score")), fmt(f.get("reward/gold")),
                      fmt(f.get("objective/kl")), fmt(f.get("acc_labels")),
                      fmt(f.get("acc_gold")), ", ".join(r.tags), r.reason or ""])
-    return pd.DataFrame(rows, columns=COLUMNS)
+        if user.class_mode:
+            rows[-1].insert(1, r.owner or "")
+    columns = [*COLUMNS[:1], "owner", *COLUMNS[1:]] if user.class_mode else COLUMNS
+    return pd.DataFrame(rows, columns=columns)
 
 
-def run_names() -> list[str]:
-    return [r.name for r in get_lab().runs.list()]
+def table_for(request: gr.Request = None) -> pd.DataFrame:
+    """runs_table for the user of a request."""
+    return runs_table(watch.viewer(request))
 
 
-def metric_choices(names: list[str] | None = None) -> list[str]:
+def run_names(user: User | None = None) -> list[str]:
+    return [r.id for r in watch.visible_runs(user or watch.viewer())]
+
+
+def _metrics(name: str, user: User | None) -> list[dict]:
+    """A run's metric rows if `user` may see it (RunError otherwise: left out quietly)."""
+    info = get_lab().runs.get(name)
+    if not watch.may_see(user or watch.viewer(), info):
+        raise RunError(f"no run {name!r} that you can see")
+    return get_lab().runs.metrics(name)
+
+
+def metric_choices(names: list[str] | None = None, user: User | None = None) -> list[str]:
     """The usual metrics first, then any other numeric metric the chosen runs logged."""
     seen = dict.fromkeys(OVERLAY_METRICS)
     for name in names or []:
         try:
-            rows = get_lab().runs.metrics(name)
+            rows = _metrics(name, user)
         except RunError:
             continue
         for row in rows[-1:] + rows[:1]:
@@ -72,15 +105,16 @@ def _as_list(value) -> list[str]:
     return [value] if isinstance(value, str) else [v for v in value if v]
 
 
-def overlay_frame(runs, metrics, smoothing: float = 0.0) -> pd.DataFrame:
-    """Long-form (x, value, run) table: one series per run (and per metric when several).
+def overlay_frame(runs, metrics, smoothing: float = 0.0, user: User | None = None) -> pd.DataFrame:
+    """Long-form (x, value, run) table: one series per run (and per metric when several),
+    of the runs `user` may see.
 
     The series column is named "run" and holds "<run>" or "<run> · <metric>"."""
     runs, metrics = _as_list(runs), _as_list(metrics)
     frames = []
     for name in runs:
         try:
-            rows = get_lab().runs.metrics(name)
+            rows = _metrics(name, user)
         except RunError:
             continue
         for metric in metrics:
@@ -94,19 +128,19 @@ def overlay_frame(runs, metrics, smoothing: float = 0.0) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def overlay(runs, metrics, smoothing: float = 0.0):
+def overlay(runs, metrics, smoothing: float = 0.0, request: gr.Request = None):
     """The overlay's points (step 1 of 2; `overlay_style` follows)."""
-    return overlay_frame(runs, metrics, smoothing)
+    return overlay_frame(runs, metrics, smoothing, watch.viewer(request))
 
 
-def overlay_style(runs, metrics, smoothing: float = 0.0):
+def overlay_style(runs, metrics, smoothing: float = 0.0, request: gr.Request = None):
     """The overlay's colours and legend (step 2 of 2, once the browser has the points).
 
     Gradio's LinePlot fixes the colour domain when it draws and afterwards only swaps the
     data: series missing from the first frame were drawn with stroke "none". A new
     color_map / colors_in_legend makes it draw again, from the points it holds then; sent
     in the same update as the points, it drew from the previous points (one run behind)."""
-    frame = overlay_frame(runs, metrics, smoothing)
+    frame = overlay_frame(runs, metrics, smoothing, watch.viewer(request))
     series = list(dict.fromkeys(frame["run"])) if len(frame) else []
     colors = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(series)}
     metrics = _as_list(metrics)
@@ -114,21 +148,21 @@ def overlay_style(runs, metrics, smoothing: float = 0.0):
     return gr.LinePlot(color_map=colors, colors_in_legend=series, y_title=y_title)
 
 
-def overlay_points(runs: list[str], metrics: list[str], smoothing: float = 0.0) -> list[dict]:
-    """The overlay's points as records {x, value, run} (for API clients and tests)."""
-    return overlay_frame(runs, metrics, smoothing).to_dict("records")
+def overlay_points(runs: list[str], metrics: list[str], smoothing: float = 0.0,
+                   request: gr.Request = None) -> list[dict]:
+    """The overlay's points as records {x, value, run} (for API clients and tests): of the
+    runs the caller may see."""
+    return overlay_frame(runs, metrics, smoothing, current_user(request)).to_dict("records")
 
 
-def details(name: str | None):
-    """(config, where, notes, tags) of one run."""
+def details(name: str | None, request: gr.Request = None):
+    """(config, where, notes, tags) of one run (the folder is shown outside class mode)."""
     if not name:
         return None, "", "", ""
-    try:
-        info = get_lab().runs.get(name)
-    except RunError as err:
-        raise gr.Error(str(err))
-    state = "stopping" if info.stop_requested else info.state
-    where = f"`{info.path}` · {info.kind} · status: **{state}**"
+    user = current_user(request)
+    info = watch.run_for(name, user)
+    where = "" if user.class_mode else f"`{info.path}` · "
+    where += f"{info.kind} · status: **{state_text(info).split(' ', 1)[-1]}**"
     if info.reason:
         where += f" · why: {info.reason}"
     return info.config, where, info.notes, ", ".join(info.tags)
@@ -144,15 +178,13 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def config_diff(run_a: str | None, run_b: str | None) -> pd.DataFrame:
+def config_diff(run_a: str | None, run_b: str | None, request: gr.Request = None) -> pd.DataFrame:
     """The config fields that differ between two runs (field, run A, run B)."""
     cols = ["field", run_a or "run A", run_b or "run B"]
     if not run_a or not run_b:
         return pd.DataFrame(columns=["field", "run A", "run B"])
-    try:
-        a, b = (_flat(get_lab().runs.get(n).config) for n in (run_a, run_b))
-    except RunError as err:
-        raise gr.Error(str(err))
+    user = current_user(request)
+    a, b = (_flat(watch.run_for(n, user).config) for n in (run_a, run_b))
     if run_a == run_b:
         cols = ["field", f"{run_a} (A)", f"{run_b} (B)"]
     show = (lambda v: "" if v is ... else json.dumps(v) if not isinstance(v, str) else v)
@@ -161,53 +193,85 @@ def config_diff(run_a: str | None, run_b: str | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def on_run(name: str | None, action, prefix: str = ""):
-    """action(name) on the picked run; a missing pick or a RunError becomes a message."""
-    if not name:
-        raise gr.Error("Pick a run first.")
+def on_run(name: str | None, action, user: User, rule=watch.may_see, prefix: str = ""):
+    """action(name) on the picked run if `user` may (rule: see it, or change it); a missing
+    pick, a run of someone else or a RunError becomes a message."""
+    watch.run_for(name, user, rule)
     try:
         return action(name)
     except RunError as err:
         raise gr.Error(f"{prefix}{err}")
 
 
-def save_notes(name: str | None, notes: str, tags: str) -> str:
-    info = on_run(name, lambda n: get_lab().runs.set_notes(n, notes, tags))
+def save_notes(name: str | None, notes: str, tags: str, request: gr.Request = None) -> str:
+    info = on_run(name, lambda n: get_lab().runs.set_notes(n, notes, tags),
+                  current_user(request), watch.may_change, prefix="Not saved: ")
     gr.Info(f"Notes of {name} saved.", duration=3)
     return ", ".join(info.tags)
 
 
-def export_csv(name: str | None) -> str:
-    """A run's metrics as a CSV file to download."""
-    on_run(name, get_lab().runs.get)
-    folder = Path(tempfile.mkdtemp(prefix="moss-lab-csv-"))
-    return str(get_lab().runs.metrics_csv(name, folder / f"{name}-metrics.csv"))
+def export_root() -> Path:
+    """Where this data home's downloads are written: under the system's temp folder (which
+    Gradio serves files from), one folder per data home."""
+    home = hashlib.sha256(str(data_home().resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"moss-lab-exports-{home}"
 
 
-def delete_run(name: str | None) -> str:
-    on_run(name, get_lab().runs.delete, prefix="Not deleted: ")
+def export_dir(*parts: str) -> Path:
+    """An empty folder for a file to download, the same one for the same parts (emptied on
+    each call, so exports never pile up), under export_root()."""
+    folder = export_root()
+    for part in parts:
+        folder = folder / "".join(c if c.isalnum() or c in "-_." else "_" for c in part)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def export_csv(name: str | None, request: gr.Request = None) -> str:
+    """A run's metrics as a CSV file to download (a run the caller may see)."""
+    user = current_user(request)
+    on_run(name, get_lab().runs.get, user)
+    folder = export_dir("runs-csv", user.name or "_")
+    stem = name.replace("/", "-")
+    return str(get_lab().runs.metrics_csv(name, folder / f"{stem}-metrics.csv"))
+
+
+def delete_run(name: str | None, request: gr.Request = None) -> str:
+    on_run(name, get_lab().runs.delete, current_user(request), watch.may_change,
+           prefix="Not deleted: ")
     gr.Info(f"Run {name} deleted.", duration=4)
     return name
 
 
-def checkpoint_of(name: str | None) -> str:
-    if not name:
-        raise gr.Error("Pick a run first.")
-    info = get_lab().runs.get(name)
+def checkpoint_of(name: str | None, request: gr.Request = None) -> str:
+    """The policy folder of a run, for Compare: a run the caller may load."""
+    user = current_user(request)
+    info = watch.run_for(name, user)
+    if not watch.may_load(user, info):
+        raise gr.Error(f"Run {name!r} is not one you may load (nothing was done).")
     if not has_policy(info):
         raise gr.Error(f"Run {name} has no trained policy (only PPO runs that finished or "
                        "were stopped after at least one iteration have one).")
     return str(info.path / "policy")
 
 
+def to_compare(name: str | None, request: gr.Request = None):
+    """Compare's policy list (the caller's), set to a run's checkpoint (Runs -> Compare)."""
+    from .tab_ppo import policy_choices
+
+    path = checkpoint_of(name, request)
+    return gr.update(choices=policy_choices(watch.viewer(request)), value=path)
+
+
 def build() -> dict:
-    names = run_names()
+    names = run_names()  # in class mode nobody's: each page fills its own on load
     with gr.Row():
         b_refresh = gr.Button("↻ Refresh", size="sm", scale=0, min_width=100)
         gr.Markdown("Runs are read from their folders: what you see survives a reload or a "
                     "restart; a run cut off by a restart shows as *interrupted*.")
     table = gr.Dataframe(runs_table, interactive=False, wrap=True, elem_id="runs-table",
-                         column_widths=COLUMN_WIDTHS)
+                         column_widths=None if get_lab().accounts else COLUMN_WIDTHS)
 
     gr.Markdown("### Overlay")
     with gr.Row():
@@ -261,13 +325,15 @@ def build() -> dict:
         diff = gr.Dataframe(config_diff(None, None), interactive=False, wrap=True,
                             label="Fields that differ", elem_id="runs-diff")
 
-    def refresh(chosen, which, weight, one, a, b):
-        names = run_names()
+    def refresh(chosen, which, weight, one, a, b, request: gr.Request = None):
+        user = watch.viewer(request)
+        names = run_names(user)
         chosen = [n for n in _as_list(chosen) if n in names] or names[:1]
         one = one if one in names else (names[0] if names else None)
-        return (runs_table(), gr.update(choices=names, value=chosen),
-                gr.update(choices=metric_choices(chosen)), overlay_frame(chosen, which, weight),
-                gr.update(choices=names, value=one), *details(one),
+        return (runs_table(user), gr.update(choices=names, value=chosen),
+                gr.update(choices=metric_choices(chosen, user)),
+                overlay_frame(chosen, which, weight, user),
+                gr.update(choices=names, value=one), *details(one, request),
                 gr.update(choices=names), gr.update(choices=names))
 
     outputs = [table, runs, metrics, plot, run_1, config, where, notes, tags, diff_a, diff_b]
@@ -276,9 +342,9 @@ def build() -> dict:
         overlay_style, [runs, metrics, smoothing], plot, api_visibility="private")
     shown = gr.State(None)
 
-    def tick(before):
+    def tick(before, request: gr.Request):
         """The table again, only when a run changed (keeps the user's scroll position)."""
-        now = runs_table()
+        now = runs_table(watch.viewer(request))
         key = now.to_json()
         return (gr.skip(), before) if key == before else (now, key)
 
@@ -288,8 +354,10 @@ def build() -> dict:
         trigger(overlay, [runs, metrics, smoothing], plot, api_visibility="private",
                 trigger_mode="always_last").then(
             overlay_style, [runs, metrics, smoothing], plot, api_visibility="private")
-    runs.change(lambda r: gr.update(choices=metric_choices(_as_list(r))), runs, metrics,
-                api_visibility="private")
+    def metrics_of(chosen, request: gr.Request):
+        return gr.update(choices=metric_choices(_as_list(chosen), watch.viewer(request)))
+
+    runs.change(metrics_of, runs, metrics, api_visibility="private")
     gr.api(overlay_points, api_name="overlay_points")
     b_reward_gold.click(lambda: ["reward/score", "reward/gold"], None, metrics,
                         api_visibility="private")
@@ -297,9 +365,12 @@ def build() -> dict:
                api_visibility="private")
     run_1.change(details, run_1, [config, where, notes, tags], api_visibility="private")
     b_notes.click(save_notes, [run_1, notes, tags], tags, api_name="run_notes").then(
-        runs_table, None, table, api_visibility="private")
-    b_csv.click(lambda n: gr.File(export_csv(n), visible=True), run_1, csv_file,
-                api_visibility="private")
+        table_for, None, table, api_visibility="private")
+
+    def csv_for(name, request: gr.Request):
+        return gr.File(export_csv(name, request), visible=True)
+
+    b_csv.click(csv_for, run_1, csv_file, api_visibility="private")
     gr.api(export_csv, api_name="export_csv")
     diff_a.change(config_diff, [diff_a, diff_b], diff, api_visibility="private")
     diff_b.change(config_diff, [diff_a, diff_b], diff, api_name="run_config_diff")
@@ -317,5 +388,6 @@ def build() -> dict:
         lambda: gr.Row(visible=False), None, confirm, api_visibility="private").then(
         refresh, inputs, outputs, api_visibility="private")
     return {"run_1": run_1, "to_compare": b_compare, "checkpoint_of": checkpoint_of,
+            "load_checkpoint": to_compare,
             "refresh": (refresh, inputs, outputs),
             "restyle": (overlay_style, [runs, metrics, smoothing], plot)}
