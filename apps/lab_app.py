@@ -3,7 +3,7 @@
     python apps/lab_app.py
 
 The app is the package moss_lab.app; `moss-lab app` starts the same app with options
-(host, port, share, auth).
+(host, port, share, users, auth-file).
 """
 import sys
 from pathlib import Path
