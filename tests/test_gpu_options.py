@@ -78,7 +78,9 @@ def test_fp32_run_is_unchanged(tok):
                        reward_model="gold")
     assert PPOConfig().precision == "auto" and result.status == "finished"
     for row, before in zip(result.history, BEFORE):
-        assert {k: row[k] for k in before} == pytest.approx(before, rel=1e-9)
+        # rel 1e-5: another CPU's float kernels round differently (1e-6 seen between two
+        # Xeons); a changed fp32 path moves these figures by far more
+        assert {k: row[k] for k in before} == pytest.approx(before, rel=1e-5)
 
 
 def test_bf16_on_cpu(tok, reward_folder, monkeypatch):
