@@ -30,10 +30,12 @@ from .tokenizer import build_toy_tokenizer
 TOY_VERSION = 1
 INFO_FILE = "build_info.json"  # written last: its presence marks a complete build
 # The toy models built by the library itself, shipped in the package: the base model
-# (toy-xs-seed0-v1) and the toy reward model. A fresh data home gets a copy in a second
-# instead of a 3-minute build; tests/test_shipped_models.py checks that they equal a
-# fresh build, and tools/ship_toy_models.py rebuilds them.
+# (toy-xs-seed0-v1), the 4-layer base the toy reward model starts from
+# (toy-xs-deep-seed0-v1) and the toy reward model (moss_lab.ppo.toy). A fresh data home
+# gets a copy in a second instead of a build of minutes; tests/test_shipped_models.py
+# checks that they equal a fresh build, and tools/ship_toy_models.py rebuilds them.
 SHIPPED_DIR = Path(__file__).resolve().parent / "assets"
+SHIPPED_SIZES = ("xs", "xs-deep")  # the base models shipped, seed 0
 _SHIPPED_LOCK = threading.Lock()
 
 
@@ -50,7 +52,7 @@ def build_toy_model(size: str = "xs", seed: int = 0, force: bool = False,
     """The toy base model's folder in the data home; return it.
 
     With force=False an intact cache is kept, and a missing one is copied from the
-    package when it ships this model (size "xs", seed 0); otherwise, or with force=True
+    package when it ships this model (SHIPPED_SIZES, seed 0); otherwise, or with force=True
     (`moss-lab pretrain --force`), the model is pretrained from scratch (minutes).
     Writes into a temporary folder and renames it into place, so an interrupted build
     never leaves a half-written model behind. Progress goes to a terminal bar and to

@@ -84,13 +84,15 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin=
 class RewardConfig:
     """Hyperparameters of reward-model training.
 
-    The defaults suit the labs and the app: the 2-layer toy base on 4k toy pairs, ~0.78-0.82
-    held-out agreement with gold in ~51 s on one CPU core, pair generation included. For
-    this shallow model passes over the data matter more than fresh pairs (4k x 5 epochs
-    0.79, 8k x 2 0.77, 12k x 1 0.72), and it plateaus near 0.82 even on perfect labels.
-    A deeper base learns more: benchmarks/reward_model.py --setup target (toy-xs-deep,
-    9k pairs, 3 epochs, lr 2e-3, embeddings trained, lm_coef 0.5, eager attention, 2
-    threads) reaches 0.84-0.88 in ~55 s.
+    The defaults are the quick ones that Lab 03, Lab 11 and the app's Reward tab start
+    from: the 2-layer toy base on 4k toy pairs, ~0.78-0.82 held-out agreement with gold in
+    ~51 s on one CPU core, pair generation included. For this shallow model passes over
+    the data matter more than fresh pairs (4k x 5 epochs 0.79, 8k x 2 0.77, 12k x 1 0.72),
+    and it plateaus near 0.82 even on perfect labels. The toy reward model that PPO, the
+    labs and the app use by default (moss_lab.ppo.toy.TOY_RM_CONFIG, benchmarks/
+    reward_model.py's default setup) starts from a deeper base instead: toy-xs-deep, 9k
+    pairs, 3 epochs, lr 2e-3, embeddings trained, lm_coef 0.5, eager attention, 2
+    threads: 0.84-0.88 in ~55 s.
     """
 
     base: str = "toy"

@@ -36,17 +36,19 @@ def toy_base_model_built():
     toy_reward_model_dir("toy")
 
 
-# The one slow check that the shipped toy models equal a fresh build (~5 min of one core)
-# starts in a subprocess when the session starts and runs on the second core beside the
-# other tests (they use one torch thread each); tests/test_shipped_models.py waits for it.
+# The one slow check that the shipped toy models equal a fresh build (~9 min of one core:
+# the xs base, the xs-deep base, the reward model on it) starts in a subprocess when the
+# session starts and runs on the second core beside the other tests (they use one torch
+# thread each); tests/test_shipped_models.py waits for it.
 FRESH_BUILD_TEST = "test_a_fresh_build_equals_the_shipped_models"
 FRESH_BUILD = """
 import torch
 torch.set_num_threads(1)
-from moss_lab.models import build_toy_model
+from moss_lab.models import SHIPPED_SIZES, build_toy_model
 from moss_lab.ppo import toy
-build_toy_model("xs", seed=0, force=True, progress=False)  # trained, not copied
-toy.toy_reward_model_dir("toy", force=True)
+for size in SHIPPED_SIZES:
+    build_toy_model(size, seed=0, force=True, progress=False)  # trained, not copied
+toy.toy_reward_model_dir("toy", force=True)  # on the xs-deep base just trained
 """
 
 

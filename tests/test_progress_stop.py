@@ -133,6 +133,7 @@ def test_stop_during_the_toy_reward_model_build_pairs_and_training(home, monkeyp
     from moss_lab.ppo import toy
 
     monkeypatch.setattr(toy, "TOY_RM_PAIRS", 300)  # not shipped: trained, in a few seconds
+    monkeypatch.setattr(toy, "TOY_RM_EVAL_PAIRS", 100)
     manager = RunManager(home / "runs")
     job = lambda *a: toy.toy_reward_model_dir("toy")  # noqa: E731
     for name, phase_has in (("in-pairs", "generating 300 pairs"), ("in-training", "training")):
@@ -143,7 +144,8 @@ def test_stop_during_the_toy_reward_model_build_pairs_and_training(home, monkeyp
         assert info.reason.startswith("stopped by request during building the toy reward model")
         assert latency < STOP_LATENCY_S
     models = home / "models"
-    assert sorted(p.name for p in models.iterdir()) == ["toy-xs-seed0-v1"]  # nothing half-built
+    # nothing half-built (the two base models are copies of the shipped ones)
+    assert sorted(p.name for p in models.iterdir()) == ["toy-xs-deep-seed0-v1", "toy-xs-seed0-v1"]
 
 
 @pytest.mark.slow

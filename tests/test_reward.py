@@ -350,15 +350,23 @@ def _old_lr_factor(step, total, config):
 
 
 def test_warmup_is_scaled_for_a_tiny_run_and_unchanged_for_the_default_run():
+    from moss_lab.ppo import toy
+
     config = RewardConfig()
-    # the default toy run (and PPO's cached toy reward model): 4000 pairs, 10% held out,
-    # batch 64, 7 epochs -> 57 steps an epoch, 399 steps, the full 20-step warm-up
+    # the default toy run (the app's Reward tab): 4000 pairs, 10% held out, batch 64,
+    # 7 epochs -> 57 steps an epoch, 399 steps, the full 20-step warm-up
     n_train, n_eval = reward.split_sizes(4000, config.eval_fraction)
     total = math.ceil(n_train / config.batch_size) * config.epochs
     assert (n_train, n_eval, total) == (3600, 400, 399)
     assert reward.warmup_for(total, config) == 20
     assert all(reward._lr_factor(s, total, config) == _old_lr_factor(s, total, config)
                for s in range(total))
+    # PPO's toy reward model: 9000 pairs (held-out pairs apart), 3 epochs -> 423 steps,
+    # the full warm-up, then a cosine decay to 0
+    toy_config = toy.toy_rm_config()
+    total = math.ceil(toy.TOY_RM_PAIRS / toy_config.batch_size) * toy_config.epochs
+    assert total == 423 and reward.warmup_for(total, toy_config) == 20
+    assert reward._lr_factor(total - 1, total, toy_config) < 1e-4
     # Lab 03's SMALL config on its 800 pairs: 3 x 13 steps, warm-up 5, unchanged too
     small = RewardConfig(epochs=3, batch_size=64, lr=3e-3, warmup_steps=5)
     assert reward.warmup_for(13 * 3, small) == 5

@@ -1,23 +1,27 @@
 """The toy models the package ships (moss_lab/assets) are what the library builds.
 
-One fresh build from scratch (the base model, then the toy reward model on it: ~4-5 min
-on one core, in a subprocess that tests/conftest.py starts with the session) in an empty
-data home, compared tensor by tensor with the shipped copies.
-On the machine that shipped them the build is bit-identical (one thread, fixed seeds);
-another CPU may round differently in its kernels, so the test also accepts a tiny
-difference when the greedy samples and reward scores still agree. A failure means the toy
-world, the recipe or a version changed: run `python tools/ship_toy_models.py`.
+One fresh build from scratch (the xs base model, the xs-deep base, then the toy reward
+model on xs-deep: ~9 min on one core, in a subprocess that tests/conftest.py starts with
+the session) in an empty data home, compared tensor by tensor with the shipped copies.
+On the machine that shipped them the build is bit-identical (one thread, fixed seeds).
+Another CPU rounds differently in its kernels, and 1250 pretraining steps amplify that:
+on the 2026-12-02 machine the xs base came out 0.02 away (max |difference|; final loss
+equal to 3e-5, greedy samples equal on 29 of 32 prompts), so the reward model saw other
+samples and differs too (held-out gold agreement 0.865 against the shipped 0.873). There
+the test asks for models as good as the shipped ones instead: the same final pretraining
+loss and held-out agreement with gold within a tolerance. A failure means the toy world,
+the recipe or a version changed: run `python tools/ship_toy_models.py`.
 """
 import json
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
-from moss_lab.models import INFO_FILE, SHIPPED_DIR, build_toy_model, toy_model_dir
+from moss_lab.models import INFO_FILE, SHIPPED_DIR, SHIPPED_SIZES, build_toy_model, toy_model_dir
 from moss_lab.ppo import toy
 
-TOLERANCE = 1e-4  # max |difference| accepted when the build is not bit-identical
+LOSS_TOLERANCE = 1e-3  # |final pretraining loss, fresh - shipped| on another CPU
+GOLD_TOLERANCE = 0.03  # |held-out gold agreement, fresh - shipped| on another CPU
 REBUILD = "rebuild the shipped models: python tools/ship_toy_models.py"
 
 
@@ -40,8 +44,9 @@ def same_files(fresh_dir, shipped_dir, names) -> None:
 
 
 def test_the_shipped_models_are_named_for_this_version():
-    base = SHIPPED_DIR / toy_model_dir("xs", 0).name
-    assert (base / INFO_FILE).is_file(), f"no shipped {base.name}: {REBUILD}"
+    for size in SHIPPED_SIZES:
+        base = SHIPPED_DIR / toy_model_dir(size, 0).name
+        assert (base / INFO_FILE).is_file(), f"no shipped {base.name}: {REBUILD}"
     shipped_rm = [p.name for p in SHIPPED_DIR.glob("toy-rm-*")]
     assert shipped_rm == [f"toy-rm-xs-seed{toy.TOY_RM_SEED}-n{toy.TOY_RM_PAIRS}-"
                           f"v{toy.TOY_RM_VERSION}"], REBUILD
@@ -54,7 +59,8 @@ def test_a_fresh_data_home_gets_the_shipped_copies_at_once(tmp_path, monkeypatch
 
     monkeypatch.setenv("MOSS_LAB_HOME", str(tmp_path))
     start = time.perf_counter()
-    folders = [build_toy_model("xs", progress=False), toy.toy_reward_model_dir("toy")]
+    folders = [build_toy_model(size, progress=False) for size in SHIPPED_SIZES]
+    folders.append(toy.toy_reward_model_dir("toy"))
     took = time.perf_counter() - start
     for folder in folders:
         shipped = SHIPPED_DIR / folder.name
@@ -70,42 +76,49 @@ def test_a_fresh_data_home_gets_the_shipped_copies_at_once(tmp_path, monkeypatch
 
 @pytest.mark.slow
 def test_a_fresh_build_equals_the_shipped_models(fresh_toy_build):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from moss_lab.reward import load_reward_model
-    from moss_lab.scoring import score
-    from moss_lab.toyworld import sample_prompts
-
     # the build runs in a subprocess started with the session (tests/conftest.py), beside
     # the other tests; here we wait for it and compare
     process, home = fresh_toy_build
     assert process.wait(timeout=1800) == 0, (home / "build.log").read_text()[-3000:]
-    base = home / "models" / toy_model_dir("xs", 0).name
+    bases = [home / "models" / toy_model_dir(size, 0).name for size in SHIPPED_SIZES]
     rm = next((home / "models").glob("toy-rm-*"))
-    shipped_base, shipped_rm = SHIPPED_DIR / base.name, SHIPPED_DIR / rm.name
-    same_files(base, shipped_base, ["config.json", "tokenizer.json", "tokenizer_config.json"])
-    same_files(rm, shipped_rm, ["config.json", "tokenizer.json", "tokenizer_config.json"])
-    base_diff, rm_diff = compare_weights(base, shipped_base), compare_weights(rm, shipped_rm)
-    print(f"\nmax |fresh - shipped|: base {base_diff:.3g}, reward model {rm_diff:.3g}")
+    diffs = {}
+    for fresh in [*bases, rm]:
+        shipped = SHIPPED_DIR / fresh.name
+        same_files(fresh, shipped, ["config.json", "tokenizer.json", "tokenizer_config.json"])
+        diffs[fresh.name] = compare_weights(fresh, shipped)
+    print("\nmax |fresh - shipped|: "
+          + ", ".join(f"{name} {diff:.3g}" for name, diff in diffs.items()))
+    shipped_rm = SHIPPED_DIR / rm.name
     infos = [json.loads((folder / toy.RM_INFO_FILE).read_text()) for folder in (rm, shipped_rm)]
     for info in infos:
         info["metrics"].pop("seconds")  # the build's time: the one field that may differ
-    assert infos[0] == infos[1] or base_diff or rm_diff, REBUILD  # held-out accuracy etc.
-    if base_diff == 0 and rm_diff == 0:
+    if not any(diffs.values()):
+        assert infos[0] == infos[1], REBUILD  # held-out accuracy etc.
         return  # bit-identical (the machine that shipped them)
-    assert base_diff < TOLERANCE and rm_diff < TOLERANCE, REBUILD
-    # not bit-identical (another CPU's kernels): the models must still behave the same
-    prompts = sample_prompts(32, seed=5)
-    samples = []
-    for folder in (base, shipped_base):
-        model = AutoModelForCausalLM.from_pretrained(folder).eval()
-        tok = AutoTokenizer.from_pretrained(folder)
-        tok.padding_side = "left"
-        enc = tok(prompts, return_tensors="pt", padding=True)
-        samples.append(model.generate(**enc, do_sample=False, max_new_tokens=20,
-                                      pad_token_id=tok.pad_token_id).tolist())
-    assert samples[0] == samples[1], REBUILD
-    responses = [" hello there ."] * len(prompts)
-    fresh_scores, shipped_scores = (score(*load_reward_model(f), prompts, responses)
-                                    for f in (rm, shipped_rm))
-    assert torch.allclose(fresh_scores, shipped_scores, atol=1e-3), REBUILD
+    # not bit-identical (another CPU's kernels): the models must be as good
+    for fresh in bases:
+        losses = [json.loads((folder / INFO_FILE).read_text())["final_loss"]
+                  for folder in (fresh, SHIPPED_DIR / fresh.name)]
+        assert abs(losses[0] - losses[1]) < LOSS_TOLERANCE, (fresh.name, losses, REBUILD)
+    gold = [info["metrics"]["acc_gold"] for info in infos]
+    assert abs(gold[0] - gold[1]) < GOLD_TOLERANCE, (gold, REBUILD)
+    assert {k: v for k, v in infos[0].items() if k != "metrics"} == \
+        {k: v for k, v in infos[1].items() if k != "metrics"}, REBUILD  # the same recipe
+
+
+def test_the_toy_reward_model_agrees_with_gold_on_fresh_pairs(toy_policy):
+    """Issue #10 point 7: the reward model PPO and the labs use by default orders >= 0.85
+    of its own held-out pairs like gold (rm_info.json, benchmarks/reward_model.py's
+    default setup), and as many of 400 pairs it never saw (measured 0.873; the 2-layer
+    v3 model: 0.751)."""
+    from moss_lab.preferences import toy_pairs
+    from moss_lab.reward import evaluate_reward_model, load_reward_model
+    from moss_lab.toyworld import SimulatedAnnotator
+
+    folder = toy.toy_reward_model_dir("toy")
+    info = json.loads((folder / toy.RM_INFO_FILE).read_text())
+    assert info["base"] == "toy-xs-deep" and info["metrics"]["acc_gold"] >= 0.85, info
+    pairs = toy_pairs(*toy_policy, 400, SimulatedAnnotator(0.6, seed=778), seed=777)
+    quality = evaluate_reward_model(*load_reward_model(folder), pairs)
+    assert quality["acc_gold"] >= 0.84, quality  # 0.873 - 2 standard errors (0.017)
