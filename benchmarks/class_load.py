@@ -475,6 +475,26 @@ def make_home(labelers: int, single_user: bool) -> tuple[Path, Path | None, list
     return home, users, names
 
 
+def preload(home: Path, n: int) -> dict:
+    """Import n records (prompt/chosen/rejected, by an annotator "imported") into the new
+    home's label store before the app starts; the import's own time."""
+    from benchmarks.label_store import write_records
+    from moss_lab.labels import LabelStore
+
+    folder = home / "preload"
+    folder.mkdir()
+    store = LabelStore(home / "labels.sqlite")
+    t0 = time.perf_counter()
+    try:
+        for path in write_records(folder, n):
+            store.import_file(path, annotator="imported")
+        stored = store.progress()["total"]
+    finally:
+        store.close()
+    shutil.rmtree(folder)
+    return {"records": n, "votes_stored": stored, "import_s": round(time.perf_counter() - t0, 1)}
+
+
 def free_port() -> int:
     import socket
 
@@ -503,12 +523,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="sample the server with this py-spy during the load (all threads)")
     p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                    help="an environment variable for the app (to try a setting)")
+    p.add_argument("--preload", type=int, default=0, metavar="N",
+                   help="import N preference records into the label store first (the "
+                        "issue's 'after importing 200k records')")
     p.add_argument("--keep", action="store_true", help="keep the temporary data home")
     args = p.parse_args(argv)
     t_start = time.monotonic()
     deadline = t_start + args.timeout
 
     home, users, names = make_home(args.labelers, args.single_user)
+    if args.preload:
+        result_preload = preload(home, args.preload)
     env = dict(item.split("=", 1) for item in args.server_env)
     server = Server(home, args.port or free_port(), users, args.profile, env)
     shared = Shared(args.labelers * args.votes, args.kill_at)
@@ -516,7 +541,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"labelers": args.labelers, "votes_per_labeler": args.votes,
                     "mode": "single-user" if args.single_user else "class",
                     "train": args.train, "kill_at": args.kill_at, "think_ms": args.think_ms,
-                    **({"server_env": env} if env else {})}
+                    **({"server_env": env} if env else {}),
+                    **({"preload": result_preload} if args.preload else {})}
     teacher, watcher, spy = None, None, None
     owner = None if args.single_user else INSTRUCTOR
     password = None if args.single_user else PASSWORD
