@@ -437,6 +437,10 @@ def empty_ratings():
     return (*([None] * 2 * len(RATED)), "")
 
 
+# empty_ratings() as a page script: every rating row None, the comment ""
+CLEAR_RATINGS = "() => [" + "null, " * (2 * len(RATED)) + "'']"
+
+
 def stored_ratings(pair_id: str, annotator: str, request: gr.Request = None):
     """This annotator's ratings of an earlier pair, as the rows on screen show them (in
     the order the pair was shown), and the comment; empty rows where there are none."""
@@ -765,11 +769,12 @@ def build() -> dict:
                              [*screen, progress, note, earlier], **FAST,
                              show_progress="hidden", api_name=f"vote_{display}")
         voted.success(stats_after_vote, annotator, stats, **quiet)
-        voted.success(empty_ratings, None, marks, **quiet)  # the next pair starts unrated
+        # the next pair starts unrated: cleared in the page, no server round trip per vote
+        voted.success(None, None, marks, js=CLEAR_RATINGS, **quiet)
     undone = b_undo.click(undo, [annotator, current], [*screen, note, earlier, progress],
                           api_name="undo", show_progress="hidden", **FAST)
     undone.success(stats_after_vote, annotator, stats, **quiet).success(
-        empty_ratings, None, marks, **quiet)
+        None, None, marks, js=CLEAR_RATINGS, **quiet)
     earlier.input(revisit, [earlier, annotator], [*screen, note], api_name="revisit",
                   show_progress="hidden", **FAST).success(
         stored_ratings, [earlier, annotator], marks, **quiet)
