@@ -59,6 +59,7 @@ Agreement measures:
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 import threading
@@ -1070,8 +1071,12 @@ class PairPool:
     """
 
     def __init__(self, policy: str = "toy", size: int = 8, max_new_tokens: int = 40,
-                 seed: int = 0, sample=None):
+                 seed: int = 0, sample=None, processes: bool = False):
+        """processes=True (the app under `moss-lab app`): sample in a worker process, so
+        that generation (~40% of a class's server CPU) does not hold this process's GIL
+        while the app answers votes."""
         self.policy, self.size, self.max_new_tokens = policy, size, max_new_tokens
+        self.processes, self._executor = processes, None
         self._rng = random.Random(seed)
         self._sample = sample
         self._pairs: deque[Pair] = deque()
@@ -1086,6 +1091,15 @@ class PairPool:
         from .models import load_policy
         from .sampling import generate
 
+        if self.processes:
+            from concurrent.futures import ProcessPoolExecutor
+
+            from .runs import _context
+
+            self._executor = ProcessPoolExecutor(
+                1, mp_context=_context(), initializer=_pair_worker_start,
+                initargs=(self.policy, self.max_new_tokens, os.getpid(), dict(os.environ)))
+            return lambda prompts: self._executor.submit(_pair_worker_sample, prompts).result()
         model, tokenizer = load_policy(self.policy, device="cpu")
         return lambda prompts: (lambda s: (s.responses, s.ended))(
             generate(model, tokenizer, prompts, max_new_tokens=self.max_new_tokens))
@@ -1147,6 +1161,37 @@ class PairPool:
         self._wanted.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+# --- the pair pool's worker process (PairPool(processes=True)) ------------------------------
+_PAIR_WORKER: dict = {}
+
+
+def _pair_worker_start(policy: str, max_new_tokens: int, app_pid: int, environ: dict) -> None:
+    """Load the policy once in the worker; the worker ends with the app (as a run does)."""
+    import signal
+
+    import torch
+
+    from .models import load_policy
+    from .runs import _die_with_the_app
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the app, which takes us along
+    _die_with_the_app(app_pid)
+    os.environ.update(environ)
+    torch.set_num_threads(1)
+    model, tokenizer = load_policy(policy, device="cpu")
+    _PAIR_WORKER.update(model=model, tokenizer=tokenizer, max_new_tokens=max_new_tokens)
+
+
+def _pair_worker_sample(prompts: list[str]) -> tuple[list[str], list[bool]]:
+    from .sampling import generate
+
+    s = generate(_PAIR_WORKER["model"], _PAIR_WORKER["tokenizer"], prompts,
+                 max_new_tokens=_PAIR_WORKER["max_new_tokens"])
+    return s.responses, [bool(e) for e in s.ended]
 
 
 def add_pairs(store: LabelStore, pairs: list[Pair]) -> int:

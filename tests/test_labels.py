@@ -211,3 +211,28 @@ def test_pair_pool_samples_the_toy_policy(toy_policy):
     pool.close()
     assert pair.response_a != pair.response_b
     assert pair.prompt.endswith("Assistant: ")
+
+
+def test_pair_pool_samples_in_a_worker_process_that_ends_with_it(toy_policy):
+    """processes=True (moss-lab app): the toy policy is sampled in a worker process, so the
+    app's own interpreter lock stays free for the votes; close() ends the worker."""
+    import os
+    import time
+
+    pool = PairPool(size=2, processes=True)
+    pair = pool.get(timeout=120)
+    workers = [p.pid for p in pool._executor._processes.values()]
+    assert pair.response_a != pair.response_b and pair.prompt.endswith("Assistant: ")
+    assert workers and all(pid != os.getpid() for pid in workers)
+    pool.close()
+
+    def running(pid: int) -> bool:  # a zombie (never reaped in this container) has ended
+        try:
+            return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+        except FileNotFoundError:
+            return False
+
+    end = time.monotonic() + 20
+    while time.monotonic() < end and any(map(running, workers)):
+        time.sleep(0.2)
+    assert not any(map(running, workers))

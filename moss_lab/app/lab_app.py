@@ -140,6 +140,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, auth=
     if users is not None:  # async: hashing runs off Gradio's event loop (Accounts.check_async)
         auth = users.check_async
     if processes:
+        get_lab().pool.processes = True  # pairs sampled in a worker process too
         get_lab().runs.processes = True
         get_lab().runs.warm_up()  # the forkserver imports torch now, not at the first Launch
     demo = build_app()
