@@ -25,7 +25,7 @@
 #
 # One caution before the numbers: each run here is **one seed, 25 iterations**. How much
 # do seeds alone move the result? We ran PPO-max with seeds 0-3: the final gold score
-# (mean of the last 5 iterations) ranged from 1.45 to 1.68 and the best from 1.66 to 1.95.
+# (mean of the last 5 iterations) ranged from 1.50 to 1.72 and the best from 1.65 to 2.11.
 # Differences smaller than about 0.25 between two runs below are noise. (The figures in
 # this lab's text are from our run; yours may differ a little.)
 #
@@ -312,13 +312,16 @@ for name, result in results.items():
            ("response/distinct_2", 10))))
 
 # %% [markdown]
-# By these signals the **no-KL** arm is the one collapsing: in our run its RM score ended
-# where PPO-max's did (2.41 for both, mean of the last 5 iterations) while its perplexity
-# under the reference climbed from 2.20 to 3.42 (PPO-max: 2.08), its distinct-2 was the
-# lowest (0.29 against PPO-max's 0.31, from 0.35 at the start) and its gold fell to -0.03
-# (PPO-max: 1.18). The un-normalised x10 arm drifted as far (perplexity 3.76) without
-# repeating itself more (0.31). In 25 iterations distinct-2 moves little; the perplexity
-# under the reference is the early warning (lab 08 runs longer).
+# By these signals the **no-KL** arm shows the first signs of collapse: in our run its RM
+# score ended where PPO-max's did (3.59 against 3.67, mean of the last 5 iterations) while
+# its gold did not (1.06 against 1.50), its perplexity under the reference was the highest
+# of the normalised arms (2.12; PPO-max 2.01, both from 2.20 at the start) and its
+# distinct-2 the lowest (0.28 against PPO-max's 0.33, from 0.35). Seed 0 is the mild case:
+# with `seed=1` and `seed=2` the no-KL perplexity reached 3.00 and 2.93 and the gold fell
+# to 0.44 and 0.81 (PPO-max: 1.72 and 1.50). The un-normalised x10 arm drifted furthest
+# (perplexity 4.26, and 6.0 at the last iteration) without repeating itself more (0.38).
+# In 25 iterations distinct-2 moves little; the perplexity under the reference is the
+# early warning (lab 08 runs longer).
 
 
 # %% [markdown]
@@ -343,16 +346,18 @@ for name, result in results.items():
 # %% [markdown]
 # ## What to read in them
 #
-# * **No KL penalty**: the gold score climbs with the others at first, then falls in the
-#   second half (in our run it peaked at 1.34 and averaged -0.03 over the last 5
-#   iterations, against PPO-max's 1.18) while the KL keeps growing, to about
-#   twice PPO-max's (note the log scale). Nothing holds the policy near the text the
-#   reward model was trained on, and it drifts into what the reward model over-scores
-#   (lab 08 shows the text). This is the start of MOSS's pattern collapse, and the
-#   subject of lab 08.
+# * **No KL penalty**: the gold score climbs with the others for the first ten
+#   iterations, then stalls or falls while PPO-max's keeps rising (in our run it peaked at
+#   1.38 at iteration 10 and averaged 1.06 over the last 5 iterations, against PPO-max's
+#   1.50; seeds 1 and 2 fell further, to 0.44 and 0.81), while the KL keeps growing, to
+#   about 1.5 times PPO-max's (5.5 against 3.6 nats; about 9 with seeds 1 and 2; note the
+#   log scale). Nothing holds the policy near the text the reward model was trained on,
+#   and it drifts into what the reward model over-scores (lab 08 shows the text). This is
+#   the start of MOSS's pattern collapse, and the subject of lab 08.
 # * **Reward scale without normalisation**: with the reward model's scores x10 and no
 #   normalisation or clipping, the run gets the early gain but then slides down (in our
-#   run it ended lowest of all) while its KL grows as fast as the no-KL run's. Two reasons: the KL penalty (still $\beta = 0.05$ per
+#   run its gold peaked at 1.36 and ended lowest of all, -0.55) while its KL grows faster
+#   than the no-KL run's (8.2 nats against 5.5). Two reasons: the KL penalty (still $\beta = 0.05$ per
 #   nat) is now ten times weaker relative to the score, and the critic must predict
 #   returns ten times larger, while value clipping lets it move only 0.2 per update, so
 #   the advantages are mostly critic error. With `reward_norm` on, the rewards PPO sees
@@ -362,8 +367,9 @@ for name, result in results.items():
 #   reward model and needs its pre-training steps to come down to the normalised scale.
 #   Whether that leaves a difference beyond the seed noise we have not measured here: try
 #   it below with 2-3 seeds per arm.
-# * **Value clipping** makes no difference here beyond the seed noise: a 123k-parameter
-#   critic fitted on 64 responses per iteration does not take wild steps.
+# * **Value clipping** makes no difference here beyond the seed noise: a 224k-parameter
+#   critic (the copy of the 4-layer reward model) fitted on 64 responses per iteration
+#   does not take wild steps.
 # * **A fresh critic without pre-training** starts with values that are noise, so the first
 #   advantages are mostly noise too; in our run it started lowest and lagged PPO-max at
 #   times, but ended within the seed spread. MOSS saw the critic tricks matter more on 7B
