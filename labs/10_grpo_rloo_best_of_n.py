@@ -215,12 +215,12 @@ plt.show()
 
 # %% [markdown]
 # What you should see (our runs, one seed): the two curves almost on top of each other.
-# Both raise the gold score from about $-2$ at step 0 to between $+1$ and $+1.5$ within 20
-# steps, the reward-model score from about 1.1 to 2.1, and the KL to the base model to
-# 2-2.5 nats, growing fastest after step 6. GRPO's KL term (in the loss, $\beta = 0.04$)
-# and RLOO's (in the reward, $\beta = 0.05$) are both weak at this scale: what keeps the
-# runs near the base model is mostly that they are short. Each took 12-25 s here,
-# depending on how busy the machine was.
+# Both raise the gold score from about $-2$ at step 0 to about $+1$ within 20 steps
+# (+1.1 GRPO, +1.0 RLOO), the reward-model score from about 1.1 to 3.1, and the KL to the
+# base model to 2.1-2.4 nats, growing steadily from step 4. GRPO's KL term (in the loss,
+# $\beta = 0.04$) and RLOO's (in the reward, $\beta = 0.05$) are both weak at this scale:
+# what keeps the runs near the base model is mostly that they are short. Each took 8-12 s
+# here, more on a busy machine.
 #
 # ## 3. Best-of-$n$
 #
@@ -271,11 +271,12 @@ for r in results["best-of-n"].history:
 
 # %% [markdown]
 # What you should see: the reward-model score climbs steadily with $n$ (it is what is
-# being maximised: about 1.1 to 2.6). The gold score climbs fast at first, from about
+# being maximised: about 1.4 to 4.0). The gold score climbs fast at first, from about
 # $-1.6$ at $n = 1$ (a base-model sample: a mean over 64 prompts is noisy, $\pm 0.3$) to
-# $0$ to $+0.5$ at $n = 8$, and then stalls: the best of 16 or 32 by the reward model is
-# increasingly a response the reward model *overrates* (best-of-$n$ over-optimises too;
-# Gao et al.'s best-of-$n$ gold curves bend over as well). The **plug-in KL**, measured on
+# about $+0.5$ at $n = 8$ and $+1.3$ at $n = 16$, and then stops ($+1.1$ at $n = 32$): the
+# best of many by the reward model is increasingly a response the reward model
+# *overrates*, so its score keeps rising while gold does not (best-of-$n$ over-optimises
+# too; Gao et al.'s best-of-$n$ gold curves bend over as well). The **plug-in KL**, measured on
 # the 32 candidates' own empirical distribution, is close to the analytic value, a little
 # below at large $n$ where some candidates repeat.
 #
@@ -351,25 +352,28 @@ for name in STYLE:
 # is noisy by about $\pm 0.3$):
 #
 # * **Every method raises the gold score** above the base model's (from $-2$ to $+0.2$ for
-#   DPO, $+0.4$ for best-of-$n$, $+1.2$ to $+1.4$ for PPO, GRPO and RLOO), and every
-#   curve bends: the first nat of KL buys the most.
-# * **The online RL methods (PPO, GRPO, RLOO) lie on one band** up to $d \approx 1$: with
-#   a response-level reward, a group baseline does the critic's job about as well. Beyond
-#   it GRPO and RLOO sat a little higher than PPO at equal KL in our runs (by about the
-#   noise), while PPO went furthest from the base model in 20 iterations ($d \approx 2$,
-#   KL ~4 nats) and flattened there.
-# * **Best-of-$n$ keeps up with the RL methods up to $d \approx 1$** (KL ~1 nat, $n = 8$),
-#   then stalls while they keep climbing. Gao et al. found best-of-$n$ at least as
-#   KL-efficient as RL on their much larger models; at this scale and with this reward
-#   model it is as efficient only at small KL, and its over-optimisation sets in early.
+#   DPO, $+1.0$ to $+1.1$ for GRPO and RLOO, $+1.3$ for best-of-$n$, $+1.6$ for PPO at
+#   its best), and every curve bends: the first nat of KL buys the most.
+# * **The online RL methods (PPO, GRPO, RLOO) lie on one band**, within about the noise:
+#   with a response-level reward, a group baseline does the critic's job about as well.
+#   PPO sat a little below GRPO and RLOO at $d \approx 1$ and a little above them at
+#   $d \approx 1.4$ in our runs, and went furthest from the base model in 20 iterations
+#   ($d \approx 1.9$, KL 3.5 nats); its gold peaked at $+1.6$ (iteration 10, KL 2.8) and
+#   fell back to $+1.0$: past that point more KL bought less gold (lab 08).
+# * **Best-of-$n$ is at least as KL-efficient as the RL methods** all along its ladder
+#   ($+0.3$ at $d \approx 0.8$, $n = 4$, where they are still below $0$; $+1.3$ at
+#   $d \approx 1.4$, $n = 16$, where they are at $+0.8$ to $+1.0$; its $n = 1$ starts
+#   0.3 higher, on its own base samples), as Gao et al. found on their much larger models;
+#   it flattens only past $n = 16$.
 # * **DPO is the least KL-efficient**: at the KL where the online methods reach $+1$ it is
 #   near $0$. It learns from fixed pairs of *base-model* samples and never sees feedback on
 #   what the policy now writes; its KL grows as it fits those pairs (lab 09).
 # * In **wall time** (right; each curve ends at the run's total, so a late start is its
 #   setup: loading, PPO's critic pre-training, DPO's sampling and labelling of pairs),
-#   PPO rises fastest; GRPO and RLOO catch up by the end of their 20 steps, their steps
-#   costing about the same (the sampling dominates). Best-of-$n$ costs only its sampling, but $n$ times the sampling cost at
-#   *every* use, forever; the trained methods pay once.
+#   PPO rises fastest ($+1.0$ after about 9 s, its peak after 11 s); GRPO and RLOO reach
+#   about $+1$ by the end of their 20 steps (8-12 s), their steps costing about the same
+#   as PPO's iterations (the sampling dominates). Best-of-$n$ costs only its sampling,
+#   but $n$ times the sampling cost at *every* use, forever; the trained methods pay once.
 #
 # **Benchmark**: `python benchmarks/methods.py` runs every method with its defaults for
 # the same wall-time budget (60 s by default) and prints one JSON line.
