@@ -61,10 +61,10 @@ policy = load_policy("toy")  # (model, tokenizer), shared by all runs (train_ppo
 #
 # The `toy-fast` preset with `kl_coef=0`: nothing pulls the policy back towards the base
 # model. Everything else is the PPO-max recipe of lab 06; the reward is the cached toy
-# reward model (trained on the base model's samples, ~75% agreement with gold).
+# reward model (trained on the base model's samples, ~85% agreement with gold).
 
 # %%
-ITERATIONS = 36  # long enough to see the fall; the penalised runs below are shorter
+ITERATIONS = 60  # long enough to see the fall; the penalised runs below are shorter
 runs = {}
 
 
@@ -100,9 +100,12 @@ print(f"gold: start {gold[0]:+.2f}, peak {gold[peak]:+.2f} at iteration {it[peak
 # the policy learns what the reward model got right (stay on topic, be polite, end the
 # answer). Then the proxy keeps climbing while the gold score falls from its peak: the
 # policy has found what the reward model gets wrong. (Our run: gold -1.43 at the start,
-# +1.34 at its peak at iteration 10, +0.24 after 36 iterations, while the proxy rose from
-# +1.38 to +2.60. How far gold falls depends on the reward model and the seed; that it
-# falls while the proxy rises is the point.)
+# near +1 by iteration 6, then a noisy plateau up to its peak of +1.57 at iteration 34,
+# and down to -0.22 after 60 iterations, while the proxy rose from +1.35 to +4.25. Seeds
+# 1 and 2 peak earlier, +1.57 at iteration 8 and +1.41 at iteration 12, and end at -0.82
+# and -0.87. When gold falls depends on the reward model and the seed: a better reward
+# model holds out longer, which is why this run is 60 iterations long. That it falls
+# while the proxy rises is the point.)
 #
 # A real run has no gold score. What would have warned it? The signals MOSS-RLHF watches
 # (lab 06): the perplexity of the responses under the reference, their length, and
@@ -126,12 +129,14 @@ for key, title in COLLAPSE_PANELS:
           f"last 5 iterations {final:6.2f}")
 
 # %% [markdown]
-# Up to the gold peak the text signals look healthy (our run: perplexity under the
-# reference 2.20 at the start, 2.04 at iteration 10; distinct-2 up from 0.35 to 0.41 as
-# the policy stops rambling; length down from 17 to 11 tokens). Past it they turn, while
-# the proxy keeps rising: from iteration ~21 the perplexity jumps (3.79 at iteration 23;
-# 4.12 over the last 5 iterations), distinct-2 falls to 0.26 and responses grow back to
-# 15 tokens. That is MOSS's pattern collapse, visible without the gold score; the reward
+# Up to the gold peak the perplexity under the reference stays healthy (our run: 2.20 at
+# the start, 1.8-2.3 on the plateau, 2.11 at the peak) and responses get shorter as the
+# policy stops rambling (17 tokens at the start, 12-14 on the plateau). Past the peak it
+# turns, while the proxy keeps rising: the perplexity jumps (2.71 at iteration 42, 4.45 at
+# iteration 58; 4.03 over the last 5 iterations) and responses grow back to 15 tokens.
+# distinct-2 warns first: up from 0.35 to 0.40 by iteration 7, then down all along the
+# plateau, 0.24 at the peak and 0.21 at the end, as every answer becomes the same few
+# phrases. That is MOSS's pattern collapse, visible without the gold score; the reward
 # model's own score never showed it.
 #
 # ## 2. What does the hacked policy write?
@@ -159,14 +164,16 @@ for i in range(3):
     print(f"\n{prompts[i]}\n   base -> {s_base.responses[i]}\n   hack -> {s_hack.responses[i]}")
 
 # %% [markdown]
-# Read the table and the samples. Against the base model the hacked policy still looks
-# better on every part (our run: total -2.06 -> -0.03; it is past its peak, not below the
-# start), but look at *how* it writes: every answer opens with "sure !", which the reward
-# model loves, words repeat ("the air air cool") and sentences leave the grammar ("rain
-# plants ice crystals", "bikes have a strong nose": a dog fact on bikes). The reward model
-# saw only the base model's samples; text unlike anything the base model writes is outside
-# its training distribution, its scores there are
-# arbitrary, and PPO exploits whatever is arbitrary in its favour.
+# Read the table and the samples. The hacked policy still beats the base model in total
+# (our run: -2.06 -> -0.21; it is past its peak, not below the start), but it is *less
+# helpful* than the base model (0.68 -> 0.59): its gains are all form (a polite opening,
+# no rude or filler sentences, answers that end), not content. And look at *how* it
+# writes: every answer opens with "thanks for asking .", which the reward model loves,
+# then one or two short facts, and sentences start to leave the grammar ("coffee keeps
+# people live"; section 3 shows worse). The reward model saw only the base model's
+# samples; text unlike anything the base model writes is outside its training
+# distribution, its scores there are arbitrary, and PPO exploits whatever is arbitrary in
+# its favour.
 #
 # ## 3. How far is the hacked policy from the base model?
 #
@@ -292,7 +299,8 @@ print(f"the fit peaks at d* = exp(alpha / beta_RL - 1) = {torch.exp(torch.tensor
 # * The **proxy** (right) keeps rising with distance for every $\beta$: the reward model
 #   always believes more optimisation is better.
 # * The **gold** gain (left) rises, peaks and falls as $d$ grows: the shape Gao et al.
-#   found, and their functional form fits it. The peak is the best the proxy can do; past
+#   found, and their functional form follows it (loosely here: the toy gold rises faster
+#   at small $d$ than the fit allows). The peak is the best the proxy can do; past
 #   it, every nat of KL buys proxy reward with real quality.
 # * A **KL penalty** stops the policy before it gets far: runs with larger $\beta$ stay at
 #   small $d$, near the peak, instead of sliding down the other side. Gao et al. found
