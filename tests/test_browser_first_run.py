@@ -22,6 +22,12 @@ pytestmark = [
 ]
 
 
+def toy_rm_name() -> str:
+    from moss_lab.ppo import toy
+
+    return f"toy-rm-xs-seed{toy.TOY_RM_SEED}-n{toy.TOY_RM_PAIRS}-v{toy.TOY_RM_VERSION}"
+
+
 def load_script():
     spec = importlib.util.spec_from_file_location("first_run", SCRIPT)
     module = importlib.util.module_from_spec(spec)
@@ -39,11 +45,13 @@ def test_first_pair_and_first_ppo_point_on_an_empty_data_home(tmp_path):
     print("\nfirst run (measured under load):", json.dumps(times))
     for key, limit in LIMITS.items():
         assert times[key] <= limit, times
-    # the models came from the package, not from a build
-    for shipped in SHIPPED_DIR.glob("toy-*"):
-        copied = home / "models" / shipped.name
-        assert (copied / "model.safetensors").read_bytes() == \
-            (shipped / "model.safetensors").read_bytes()
+    # the models the run used (the base and the reward model; not the reward model's own
+    # base, which only a rebuild needs) came from the package, not from a build
+    copied = {p.name for p in (home / "models").iterdir()}
+    assert {"toy-xs-seed0-v1", toy_rm_name()} <= copied, copied
+    for name in copied & {p.name for p in SHIPPED_DIR.glob("toy-*")}:
+        assert (home / "models" / name / "model.safetensors").read_bytes() == \
+            (SHIPPED_DIR / name / "model.safetensors").read_bytes()
     # while there was no point, the status said what the run was doing
     silent = [s for s in times["ppo_status_seen"]
               if "running · 0 points" in s and " · " not in s.split("0 points", 1)[1]]
