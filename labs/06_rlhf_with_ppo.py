@@ -46,6 +46,8 @@
 # - run PPO end to end on the toy world and read its curves and files.
 #
 # **Time:** about 50 minutes of reading, exercises and the quiz; the code runs in a few minutes.
+#
+# After each cell that trains, measures or plots something, a **What you should see** note gives the values to expect: our values where every seed is fixed (other hardware may differ in the last digit), and otherwise the range we measured with the PPO run's seeds 0-2 (the notebook uses 0). Your output should fall inside it; times depend on your machine.
 
 # %%
 import copy
@@ -103,8 +105,11 @@ print(f"agreement with the annotator's labels: {quality['acc_labels']:.2f}")
 print(f"agreement with the gold score:         {quality['acc_gold']:.2f}")
 
 # %% [markdown]
-# About 85 pairs in 100 ordered like gold (ours: 0.85; 0.81 like the noisier annotator's
-# labels, which are themselves wrong on some pairs): a good but imperfect proxy, like every
+# **What you should see** (fixed seeds): `policy: 123,584 parameters; reward model: toy-rm-xs-seed0-n9000-v4`, then an agreement of 0.81 with the annotator's labels and 0.85 with the gold score.
+
+# %% [markdown]
+# About 85 pairs in 100 ordered like gold (fewer like the noisier annotator's labels,
+# which are themselves wrong on some pairs): a good but imperfect proxy, like every
 # real reward model. Keep that in mind; lab 08 is about what happens when PPO pushes on
 # its mistakes.
 #
@@ -132,6 +137,9 @@ def evaluate(model, label, show=4):
 
 
 before = evaluate(policy, "base model")
+
+# %% [markdown]
+# **What you should see** (fixed seeds): `== base model: mean RM score +1.51   mean gold -2.06   mean length 18.1 words`. Of the four responses shown, two run to the 20-token limit (`[no <eos>]`), and the coffee one gets RM +2.13 but gold -3.75: the reward model is a proxy.
 
 # %% [markdown]
 # ## 3. The reward, token by token
@@ -236,6 +244,9 @@ for t in range(int(batch.mask[row].sum())):
 
 
 # %% [markdown]
+# **What you should see** (fixed seeds): shapes `(8, 20)`, `(8, 20)` and `(8,)`; the row shown answers `say something about books` (RM score +0.99) in 17 tokens ending with `<eos>`. `logp` equals `ref_logp` on every token, so every reward is -0.00 except the last one, +0.99; the values lie between -0.93 and 1.45 and the whitened advantages between -0.69 and 0.78.
+
+# %% [markdown]
 # At the start the policy *is* the reference, so `logp == ref_logp`, the KL penalty is
 # zero and the only reward is the score on the last token (`<eos>`). (The trainer also
 # normalises and clips the score first, PPO-max; skipped here.) The critic is the reward
@@ -294,6 +305,9 @@ print(f"{result.status}: {result.reason} in {result.elapsed_s:.0f} s "
       f"({result.elapsed_s / max(result.iterations, 1):.2f} s per iteration)")
 
 # %% [markdown]
+# **What you should see** (seeds 0-2; the notebook uses 0): the settings line `batch 64 prompts x 20 new tokens, 2 epochs of minibatch 32, lr 0.0003, kl_coef 0.05, gamma 1.0, lambda 0.95`, then `finished: completed 30 iterations` (20-30 s on our busy 2-core machine). From the first iteration to the mean of the last 5: RM score 0.95-1.41 → 3.71-3.90; gold -1.71 to -1.25 → 1.54-1.73; KL 0 → 3.9-4.8 nats; entropy 0.77-0.79 → 0.37-0.42 nats per token; length 17.2-17.7 → 12.5-14.4 tokens.
+
+# %% [markdown]
 # Read the curves together:
 #
 # * the RM score rises, and so does the **gold** score: on this reward model, with this
@@ -308,6 +322,9 @@ print(f"{result.status}: {result.reason} in {result.elapsed_s:.0f} s "
 after = evaluate(result.policy, "after PPO")
 print(f"\nRM score {before['rm']:+.2f} -> {after['rm']:+.2f};   "
       f"gold {before['gold']:+.2f} -> {after['gold']:+.2f}")
+
+# %% [markdown]
+# **What you should see** (seeds 0-2; the notebook uses 0): `== after PPO:` mean RM score +3.86 to +4.12, mean gold +1.64 to +1.87, mean length 11.2-13.9 words, against +1.51, -2.06 and 18.1 before. In our run (seed 0) every response shown opens with `thanks for asking .` or `glad you asked .` and then states one or two facts on the topic, RM +3.6 to +4.6, gold +2.00 to +3.00.
 
 # %% [markdown]
 # ### Watching for pattern collapse
@@ -347,6 +364,9 @@ for key, title in COLLAPSE_PANELS:
     print(f"{title:42s} iteration 1: {result.history[0][key]:6.2f}   last 5 iterations: {final:6.2f}")
 
 # %% [markdown]
+# **What you should see** (seeds 0-2; the notebook uses 0), iteration 1 → mean of the last 5: RM score 0.95-1.41 → 3.71-3.90; gold -1.71 to -1.25 → 1.54-1.73; KL 0.00 → 3.9-4.8; perplexity under the reference 2.17-2.30 → 2.01-2.07; length 17.2-17.7 → 12.5-14.4; distinct-2 0.33-0.35 → 0.29-0.33.
+
+# %% [markdown]
 # Pattern collapse would look like this: the RM score still rising while the KL and the
 # perplexity under the reference climb together, distinct-2 falls and (had we one) the gold
 # score falls. This run, with $\beta = 0.05$, shows none of it. Ours, iteration 1 against
@@ -354,9 +374,8 @@ for key, title in COLLAPSE_PANELS:
 # end), while the KL grew more slowly after the first ten iterations, to about 5 nats, the
 # perplexity under the reference stayed near 2 (2.20 → 2.01; the policy writes text the
 # base model finds *likely*), length fell from 17.4 to 14.3 tokens and distinct-2 went
-# from 0.35 to 0.29: a little less variety as the entropy falls, not a collapse. A second
-# seed (`seed=1`) told the same story: perplexity 2.30 → 2.05, distinct-2 0.33 → 0.325,
-# gold -1.72 → 1.64. Lab 08 takes the KL penalty away and these curves move.
+# from 0.35 to 0.29: a little less variety as the entropy falls, not a collapse. Seeds 1
+# and 2 tell the same story (the note above). Lab 08 takes the KL penalty away and these curves move.
 
 # %% [markdown]
 # ## 7. How far did it move? Three KL estimators
@@ -410,6 +429,9 @@ ax.set_ylabel("tokens (log scale)")
 ax.set_yscale("log")
 ax.legend()
 plt.show()
+
+# %% [markdown]
+# **What you should see** (seeds 0-2 of the PPO run; the rollout's seed is fixed): exact KL per token 0.27-0.38 (ours 0.328). $k_1$: mean within 0.03 of the exact one, std 0.71-0.87, negative on 55-62% of the tokens. $k_2$: mean 0.03-0.07 above the exact one in every seed, std 0.86-1.18, never negative. $k_3$: mean within 0.03 of the exact one, never negative, and the largest std of the three, 1.59-1.94.
 
 # %% [markdown]
 # Compare the three means with the exact one. $k_1$ is unbiased but negative on many
@@ -467,6 +489,9 @@ for name, which, loss_of in ROWS:
           f"{(expected_grad - grad_forward).norm():29.4f} {(sampled_grad - grad_reverse).norm():19.4f}")
 
 # %% [markdown]
+# **What you should see** (exact; the 200k sampled tokens have a fixed seed): `KL(pi || ref) = 0.2385   |grad KL(pi || ref)| = 0.3216   |grad KL(ref || pi)| = 0.3107`. `E[value]` is 0.2385 for every row but $k_2$ (0.2549). Distance to grad KL(pi||ref): 0.3216 ($k_1$, whose expected gradient is 0), 0.0000 ($k_2$), 0.0723 ($k_3$), 0.0000 ($k_1$ as a reward); to grad KL(ref||pi): 0.3107, 0.0723, 0.0000, 0.0723. The sampled column is within 0.001 of the first gradient column: 0.3216, 0.0005, 0.0721, 0.0005.
+
+# %% [markdown]
 # Read the rows (the algebra is two lines each; try it):
 #
 # * **$k_1$** has the right value, but its gradient is $\nabla_\theta\log\pi(a)$, whose
@@ -507,6 +532,9 @@ for line in (run / "samples.jsonl").read_text().splitlines()[-2:]:
     s = json.loads(line)
     print(f"\niteration {s['iteration']}: {s['prompt']}-> {s['response']}  "
           f"(RM {s['score']:+.2f}, gold {s['gold']:+.2f})")
+
+# %% [markdown]
+# **What you should see**: `['config.json', 'metrics.jsonl', 'policy', 'result.json', 'samples.jsonl']`, `30 metric rows` whose 34 keys run from `episodes` to `val/value_loss`, and two responses of iteration 30 (in our run, seed 0: short answers opening with `sure !` or `thanks for asking .`, RM about +4, gold +2.00).
 
 # %% [markdown]
 # **Try it yourself** (each run takes seconds):

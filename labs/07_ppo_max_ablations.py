@@ -43,6 +43,8 @@
 # - judge a difference between two runs against the seed noise.
 #
 # **Time:** about 45 minutes of reading, exercises and the quiz; the code runs in a few minutes.
+#
+# After each cell that trains, measures or plots something, a **What you should see** note gives the values to expect: exact ones where nothing is random, and otherwise the range we measured with the runs' seeds 0-2 (`seed=` in `PPOConfig`; the notebook uses 0). Your output should fall inside it; times depend on your machine.
 
 # %%
 import copy
@@ -164,6 +166,9 @@ for factor in (1.0, 10.0):
 print(f"largest difference between the two normalised streams: {largest_gap:.1e}")
 
 # %% [markdown]
+# **What you should see** (exact, fixed seed): `scores x1.0 : running mean   2.00, std  0.88; normalised: mean +0.282, std 1.018` and `scores x10.0: running mean  19.98, std  8.75` with the same normalised mean and std; the largest difference is float32 rounding, 4.8e-07 in ours.
+
+# %% [markdown]
 # The two normalised streams are the same, to rounding: with `reward_norm` on, the
 # rewards PPO sees do not depend on the reward model's scale (or offset). That does not
 # yet make a whole run scale-free: below, the critic starts as a copy of the reward
@@ -217,6 +222,9 @@ plt.legend()
 plt.show()
 
 # %% [markdown]
+# **What you should see** (exact, no randomness): the thick line follows the dashed $\frac12(V-R)^2$ from $V = -0.5$ (1.125) to $V = 0.2$ (0.32), then stays flat at 0.32 up to $V = 1.5$, while the dashed curve falls to 0 at $V = 1$.
+
+# %% [markdown]
 # Between $V_\text{old}$ and $V_\text{old} + 0.2$ the loss is the plain squared error;
 # beyond, on the way to $R$, it is flat: one minibatch moves the critic at most 0.2 towards
 # the return on that token (below $V_\text{old} - 0.2$, moving away from $R$, the full
@@ -264,6 +272,9 @@ for name, (overrides, rm) in ABLATIONS.items():
     print(f"{name:32s} {results[name].status:9s} {results[name].elapsed_s:5.1f} s")
 
 # %% [markdown]
+# **What you should see** (seeds 0-2; the notebook uses 0): five lines, each `finished`, in 13-29 s per run on our busy 2-core machine (about 1.5 minutes in all for seed 0).
+
+# %% [markdown]
 # ## The curves
 
 # %%
@@ -281,6 +292,9 @@ axes[1].set_yscale("symlog")
 axes[0].legend(fontsize=8)
 plt.show()
 
+
+# %% [markdown]
+# **What you should see** (seeds 0-2; last-5 means from the table below): the black PPO-max gold curve ends at 1.50-1.72 and its KL at 3.6-3.8 nats; the no-KL gold ends lower (0.44-1.06) while its KL keeps climbing (5.5-9.4); the x10 arm ends with the lowest gold (-0.55 to 0.51), with the highest entropy at the end and the shortest responses (8.5-9.3 tokens); the no-value-clip and fresh-critic curves stay within the seed spread of PPO-max.
 
 # %% [markdown]
 # ### Pattern collapse, by the signals of lab 06
@@ -310,6 +324,19 @@ for name, result in results.items():
     print(f"{name:36s}", *(f"{sum(r[k] for r in h) / len(h):{w}.2f}" for k, w in
           (("reward/score", 8), ("reward/gold", 6), ("response/ref_perplexity", 7),
            ("response/distinct_2", 10))))
+
+# %% [markdown]
+# **What you should see** (seeds 0-2; the notebook uses 0), mean of the last 5 iterations:
+#
+# | run | RM score | gold | ref ppl | distinct-2 |
+# |---|---|---|---|---|
+# | PPO-max | 3.62-3.72 | 1.50-1.72 | 1.98-2.01 | 0.32-0.33 |
+# | no KL penalty | 3.59-3.73 | 0.44-1.06 | 2.12-2.99 | 0.28-0.32 |
+# | no reward norm/clip, RM x10 | 33.1-33.7 | -0.55 to 0.51 | 2.97-4.26 | 0.38-0.42 |
+# | no value clip | 3.60-3.79 | 1.42-1.74 | 1.95 | 0.30-0.32 |
+# | fresh critic, no pre-training | 3.55-3.64 | 1.45-1.61 | 1.99-2.07 | 0.32-0.33 |
+#
+# In every seed the no-KL arm scores like PPO-max on the reward model but lower on gold, with a higher perplexity under the reference.
 
 # %% [markdown]
 # By these signals the **no-KL** arm shows the first signs of collapse: in our run its RM
@@ -344,6 +371,19 @@ for name, result in results.items():
           f"{last(result, 'response/length'):7.1f} {result.elapsed_s / len(h):7.2f}")
 
 # %% [markdown]
+# **What you should see** (seeds 0-2; the notebook uses 0; s/iter depends on your machine, 0.54-1.16 on ours):
+#
+# | run | gold best | gold final | KL final | entropy | length |
+# |---|---|---|---|---|---|
+# | PPO-max | 1.65-2.06 | 1.50-1.72 | 3.6-3.8 | 0.43-0.44 | 13.6-14.3 |
+# | no KL penalty | 1.38-1.57 | 0.44-1.06 | 5.5-9.4 | 0.37-0.45 | 13.8-15.0 |
+# | no reward norm/clip, RM x10 | 0.83-1.36 | -0.55 to 0.51 | 5.6-8.2 | 0.44-0.59 | 8.5-9.3 |
+# | no value clip | 1.53-1.91 | 1.42-1.74 | 3.4-3.8 | 0.42-0.43 | 14.5-15.1 |
+# | fresh critic, no pre-training | 1.62-1.81 | 1.45-1.61 | 3.7-4.3 | 0.41-0.45 | 13.2-14.6 |
+#
+# The x10 arm ends lowest in gold in every seed; its KL passes the no-KL arm's only in seed 0 (8.2 against 5.5; seeds 1-2: 7.6 and 5.6 against 9.4 and 9.3).
+
+# %% [markdown]
 # ## What to read in them
 #
 # * **No KL penalty**: the gold score climbs with the others for the first ten
@@ -356,8 +396,8 @@ for name, result in results.items():
 #   the start of MOSS's pattern collapse, and the subject of lab 08.
 # * **Reward scale without normalisation**: with the reward model's scores x10 and no
 #   normalisation or clipping, the run gets the early gain but then slides down (in our
-#   run its gold peaked at 1.36 and ended lowest of all, -0.55) while its KL grows faster
-#   than the no-KL run's (8.2 nats against 5.5). Two reasons: the KL penalty (still $\beta = 0.05$ per
+#   run its gold peaked at 1.36 and ended lowest of all, -0.55) while its KL grows to
+#   5.6-8.2 nats over seeds 0-2, as far as the no-KL run's (5.5-9.4). Two reasons: the KL penalty (still $\beta = 0.05$ per
 #   nat) is now ten times weaker relative to the score, and the critic must predict
 #   returns ten times larger, while value clipping lets it move only 0.2 per update, so
 #   the advantages are mostly critic error. With `reward_norm` on, the rewards PPO sees

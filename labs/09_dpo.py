@@ -24,6 +24,8 @@
 # - compare DPO with PPO at the same KL and explain the gap.
 #
 # **Time:** about 40 minutes of reading, the exercise and the quiz; the code runs in a few minutes.
+#
+# After each cell that measures or plots something, a **What you should see** note gives the values to expect: exact ones where nothing is random, and otherwise the range we measured over three seeds (0-2, the notebook's is 0) with each method's `seed`. The runs are short and a gold score is a mean over 64 prompts, so the ranges are wide: a run of yours can land a little outside them.
 
 # %%
 import copy
@@ -103,6 +105,9 @@ for beta in (0.1, 0.5, 2.0):
           f"implicit reward = reward: {torch.allclose(implicit, reward, atol=1e-5)}")
 
 # %% [markdown]
+# **What you should see** (exact, no randomness: the cell seeds itself with 0): `J(pi*)` 0.6101, 0.3454 and 0.2415 for $\beta$ = 0.1, 0.5 and 2.0, each above the best of the 2000 random policies (0.6058, 0.3397, 0.1141); `KL(pi* || ref)` 1.95, 0.23 and 0.02 nats, smaller as $\beta$ grows; `implicit reward = reward: True` on all three lines. (With another seed the numbers change, never the inequality or the `True`.)
+
+# %% [markdown]
 # ## 2. From the implicit reward to the DPO loss
 #
 # The reward model of lab 02 was fitted by **Bradley-Terry**: a pair $(x, y_w, y_l)$ where
@@ -165,6 +170,9 @@ print(f"{len(pairs)} pairs; the labels agree with the gold score on "
 print(f"e.g. {pairs[0].prompt}\n  chosen:   {pairs[0].chosen}\n  rejected: {pairs[0].rejected}")
 
 # %% [markdown]
+# **What you should see** (seeds 0-2; the notebook uses 0): `512 pairs`, the labels agreeing with the gold score on 85-87% of them (85% with seed 0), and a pair of base-model answers to one prompt.
+
+# %% [markdown]
 # The whole algorithm: the four sequence log-probabilities of a minibatch (the reference's
 # without gradients), your loss, an Adam step. One pass over the pairs, 32 per step. At
 # step 0 the policy *is* the reference, every log-ratio is 0, and the loss is
@@ -201,6 +209,9 @@ for step in (1, len(log) // 2, len(log) - 1):
           f"label on {log[step][1]:.0%}, mean gap {log[step][2]:+.3f}")
 
 # %% [markdown]
+# **What you should see** (seeds 0-2 of the pairs; the notebook uses 0): `step  0: loss 0.693` exactly; at step 15 a loss of 0.56-0.65 (0.631 with seed 0) and a mean gap of +0.11 to +0.35 (+0.201). The share of a minibatch ranked like the label jumps around between 56% and 78% at steps 1, 8 and 15 (62%, 56%, 62% with seed 0): 32 pairs make a noisy measure.
+
+# %% [markdown]
 # The loss starts at 0.693 and falls (to about 0.63 after one pass in our run) as the
 # implicit rewards of the chosen responses rise above those of the rejected ones: 55-65%
 # of each new minibatch ranked like the label (the loss and the ranking are computed
@@ -234,11 +245,14 @@ print(f"DPO: gold {h[0]['reward/gold']:+.2f} -> {h[-1]['reward/gold']:+.2f}, KL 
       f"{h[-1]['objective/kl']:.2f} nats after {h[-1]['step']} steps, {dpo_s:.0f} s")
 
 # %% [markdown]
-# What you should see (our runs): the training loss falls from 0.69 to about 0.5 and the
+# **What you should see** (seeds 0-2 of the pairs and the run; the notebook uses 0): `DPO: gold -1.96 -> +0.95, KL 3.00 nats after 32 steps` with seed 0. Over the seeds the gold starts at -2.0 to -1.3 (the base model's samples on the 64 evaluation prompts depend on the seed) and ends at +0.4 to +1.0; the KL ends at 2.7-3.0 nats, except in one seed of three where it ran on to 7.5 nats in the second pass while the gold fell back from +0.87 to +0.43 (over-optimisation, lab 08). In the second pass (steps 18-32) the training loss is 0.42-0.59 and the accuracy 0.66-0.86. The time depends on the machine (11-27 s here).
+
+# %% [markdown]
+# In words: the training loss falls from 0.69 to about 0.5 and the
 # accuracy of the implicit reward rises to 0.75-0.8 in the second pass (the labels
 # themselves agree with gold on ~85% of the pairs); the gold score of the policy's samples
 # climbs from about $-2$ to between $+0.5$ and $+1$ in 32 steps, while its KL to the base
-# model grows to 2.5-3 nats. DPO never sampled from the policy during training, yet its samples got
+# model grows to 2.5-3 nats (7.5 in one seed of three). DPO never sampled from the policy during training, yet its samples got
 # better by the gold score: the preference between two base-model answers carried the
 # information.
 #
@@ -283,7 +297,10 @@ print(f"PPO went on to gold {max(ppo_gold_s):+.2f} (KL {ppo_kl_s[-1]:.1f}) in "
       f"{len(ppo.history)} iterations")
 
 # %% [markdown]
-# What you should see: PPO above DPO at the same KL (in our run $+1.4$ to $+1.5$ against
+# **What you should see** (seeds 0-2; the notebook uses 0): with seed 0, `at KL ~ 3.0: DPO gold +0.95 after 32 steps; PPO gold +1.46 around iteration 18`, and `PPO went on to gold +1.51 (KL 3.4)`. PPO is ahead at DPO's KL in every seed: by 0.5 with seeds 0 and 2 (+1.46 against +0.95 at 3.0 nats; +1.31 against +0.82 at 2.7), and by 1.0 with seed 1, whose DPO run went to 7.5 nats, past anything PPO reached (the comparison then takes PPO's last iteration). `PPO went on to` +1.51 to +1.54 (its best 3-iteration average), ending its 20 iterations at 3.4-3.6 nats.
+
+# %% [markdown]
+# PPO above DPO at the same KL (in our run $+1.4$ to $+1.5$ against
 # DPO's $+1.0$ at 3 nats, and 0.3-0.6 ahead at 1-2 nats; a 64-prompt mean is noisy by
 # about $\pm 0.3$), in about the same wall time; PPO ends its 20 iterations near $+1.5$
 # at ~3.4 nats. Why:

@@ -35,6 +35,8 @@
 # - compare PPO, DPO, GRPO, RLOO and best-of-$n$ by gold score per unit of KL and by wall time.
 #
 # **Time:** about 50 minutes of reading, exercises and the quiz; the code runs in a few minutes.
+#
+# After each cell that measures or plots something, a **What you should see** note gives the values to expect: exact ones where nothing is random, and otherwise the range we measured over three seeds (0-2, the notebook's is 0) with each method's `seed`. The runs are short and a gold score is a mean over 64 prompts, so the ranges are wide: a run of yours can land a little outside them.
 
 # %%
 import math
@@ -156,6 +158,9 @@ print("RLOO baseline   ", [round(b, 3) for b in loo_fn(rewards, 4).tolist()])
 print("RLOO advantage  ", [round(a, 3) for a in (rewards - loo_fn(rewards, 4)).tolist()])
 
 # %% [markdown]
+# **What you should see** (exact, no randomness): GRPO advantages `[1.5, -0.5, -0.5, -0.5, 0.0, 0.0, 0.0, 0.0]`, RLOO baselines `[0.0, 0.333, 0.333, 0.333, 1.0, 1.0, 1.0, 1.0]` and RLOO advantages `[1.0, -0.333, -0.333, -0.333, 0.0, 0.0, 0.0, 0.0]`.
+
+# %% [markdown]
 # The right answer gets $+1.5$ from GRPO ($0.75 / 0.5$) and $+1$ from RLOO ($1 - 0$); the
 # wrong ones $-0.5$ and $-1/3$. Both advantages sum to zero within a group, both are zero
 # for the group where every answer was right. They differ in scale (GRPO divides by the
@@ -214,7 +219,10 @@ for ax, title in zip(axes, ("reward-model score (optimised)", "gold score (hidde
 plt.show()
 
 # %% [markdown]
-# What you should see (our runs, one seed): the two curves almost on top of each other.
+# **What you should see** (seeds 0-2; the notebook uses 0): with seed 0, `GRPO: gold -1.96 -> best +1.14 (KL 2.43), last +1.14 (KL 2.43)` and `RLOO: gold -1.96 -> best +0.98 (KL 2.14), last +0.98 (KL 2.14)`. Over the seeds both start at the same gold, -2.0 to -1.3 (the evaluation's base-model samples depend on the seed), and end the 20 steps at +1.1 to +1.2 (GRPO) and +1.0 to +1.4 (RLOO), at a KL of 2.2-2.5 and 2.1-2.3 nats; the reward-model score rises from 1.1-1.3 to 3.0-3.4. Which of the two ends higher changes with the seed. The times depend on the machine (10-35 s each here, on a busy one).
+
+# %% [markdown]
+# In our runs: the two curves almost on top of each other.
 # Both raise the gold score from about $-2$ at step 0 to about $+1$ within 20 steps
 # (+1.1 GRPO, +1.0 RLOO), the reward-model score from about 1.1 to 3.1, and the KL to the
 # base model to 2.1-2.4 nats, growing steadily from step 4. GRPO's KL term (in the loss,
@@ -270,7 +278,10 @@ for r in results["best-of-n"].history:
           f"{r['reward/score']:9.2f} {r['reward/gold']:7.2f}")
 
 # %% [markdown]
-# What you should see: the reward-model score climbs steadily with $n$ (it is what is
+# **What you should see** (seeds 0-2; the notebook uses 0): the `KL (nats)` column exactly 0.00, 0.19, 0.64, 1.20, 1.84, 2.50, and the plug-in KL the same up to $n = 8$, then 1.82 and 2.46. The RM score climbs from 1.2-1.7 at $n = 1$ to 3.9-4.0 at $n = 32$. The gold (seed 0: -1.64, -0.45, 0.34, 0.55, 1.27, 1.11) starts at -2.0 to -0.8 at $n = 1$, reaches +0.5 to +0.9 at $n = 8$ and +1.0 to +1.3 at $n = 16$, and then changes little: -0.16 to +0.22 from $n = 16$ to 32, where the RM score still gains 0.1-0.2.
+
+# %% [markdown]
+# The reward-model score climbs steadily with $n$ (it is what is
 # being maximised: about 1.4 to 4.0). The gold score climbs fast at first, from about
 # $-1.6$ at $n = 1$ (a base-model sample: a mean over 64 prompts is noisy, $\pm 0.3$) to
 # about $+0.5$ at $n = 8$ and $+1.3$ at $n = 16$, and then stops ($+1.1$ at $n = 32$): the
@@ -306,6 +317,9 @@ torch.set_num_threads(1)
 report("PPO")
 timed("DPO", train_dpo, DPOTrainConfig(pairs=512, **common), run_dir=RUNS / "dpo")
 report("DPO")
+
+# %% [markdown]
+# **What you should see** (seeds 0-2; the notebook uses 0): with seed 0, `PPO: gold -1.96 -> best +1.61 (KL 2.78), last +1.00 (KL 3.51)` and `DPO: gold -1.96 -> best +0.17 (KL 2.36)`. Over the seeds PPO's best is +1.4 to +1.7, at 2.8-4.0 nats, and its last checkpoint 0 to 0.6 below it; DPO's best is +0.2 to +0.7, at 1.3-2.4 nats.
 
 # %% [markdown]
 # Gao et al. plot the gold score against $d = \sqrt{\mathrm{KL}}$ (their Figure 1: best-of-
@@ -346,6 +360,9 @@ for name in STYLE:
     best = max(h, key=lambda r: r["reward/gold"])
     print(f"{name:>10} {h[0]['reward/gold']:10.2f} {best['reward/gold']:10.2f} "
           f"{best['objective/kl']:11.2f} {timings[name]:8.0f}")
+
+# %% [markdown]
+# **What you should see** (seeds 0-2; the notebook uses 0): in the table, the same `gold start` for every method but best-of-n (-1.96 with seed 0); `gold best` 1.61, 0.17, 1.14, 0.98, 1.27 for PPO, DPO, GRPO, RLOO and best-of-n with seed 0, and over the seeds +1.4 to +1.7 (PPO), +0.2 to +0.7 (DPO), +1.1 to +1.3 (GRPO), +1.0 to +1.4 (RLOO), +1.1 to +1.3 (best-of-n). PPO had the highest best and DPO the lowest in all three seeds; the order of the other three changes with the seed. The seconds depend on the machine and its load (PPO 18-43 s, best-of-n 4-16 s here).
 
 # %% [markdown]
 # What to read in the frontier (our runs; one seed each, and a gold mean over 64 prompts
