@@ -33,6 +33,8 @@
 # - write the adaptive KL controller's update and say how it steers the KL.
 #
 # **Time:** about 45 minutes of reading, exercises and the quiz; the code runs in a few minutes.
+#
+# After each cell that measures or plots something, a **What you should see** note gives the values to expect: exact ones where nothing is random; otherwise the range we measured over seeds 0-2 (the notebook uses 0) where we measured it, and else the notebook's seed-0 value with a tolerance. PPO runs are noisy: expect the same shape, not the same digits.
 
 # %%
 import tempfile
@@ -96,14 +98,15 @@ print(f"gold: start {gold[0]:+.2f}, peak {gold[peak]:+.2f} at iteration {it[peak
       f"proxy: {proxy[0]:+.2f} -> {proxy[-1]:+.2f}")
 
 # %% [markdown]
+# **What you should see** (seeds 0-2; the notebook uses 0): `kl_coef=0.0: finished` in 35-50 s; the proxy climbs almost steadily, from +0.95-+1.41 to +3.99-+4.25. Gold starts at -1.71 to -1.25, peaks at +1.41 to +1.57 (iteration 8-34, 6-27 s in; seed 0: +1.57 at iteration 34) and ends at -0.87 to -0.22, well below its peak.
+
+# %% [markdown]
 # That is reward hacking. For the first few iterations the proxy and the gold score agree:
 # the policy learns what the reward model got right (stay on topic, be polite, end the
 # answer). Then the proxy keeps climbing while the gold score falls from its peak: the
-# policy has found what the reward model gets wrong. (Our run: gold -1.43 at the start,
-# near +1 by iteration 6, then a noisy plateau up to its peak of +1.57 at iteration 34,
-# and down to -0.22 after 60 iterations, while the proxy rose from +1.35 to +4.25. Seeds
-# 1 and 2 peak earlier, +1.57 at iteration 8 and +1.41 at iteration 12, and end at -0.82
-# and -0.87. When gold falls depends on the reward model and the seed: a better reward
+# policy has found what the reward model gets wrong. (Our run: gold near +1 by iteration
+# 6, then a noisy plateau up to its peak at iteration 34; seeds 1 and 2 peak earlier, at
+# iterations 8 and 12. When gold falls depends on the reward model and the seed: a better reward
 # model holds out longer, which is why this run is 60 iterations long. That it falls
 # while the proxy rises is the point.)
 #
@@ -127,6 +130,9 @@ for key, title in COLLAPSE_PANELS:
     final = sum(r[key] for r in h[-5:]) / 5
     print(f"{title:42s} start {h[0][key]:6.2f}   at the gold peak {h[peak][key]:6.2f}   "
           f"last 5 iterations {final:6.2f}")
+
+# %% [markdown]
+# **What you should see** (seeds 0-2; the notebook uses 0): perplexity start 2.17-2.30, at the gold peak 1.89-2.16, last 5 iterations 4.0-5.9; length start 17.2-17.7, at the peak 11.1-13.6, last 5 14.2-14.9; distinct-2 start 0.33-0.35 and last 5 0.21-0.22 (at the peak 0.24 for seed 0, whose peak comes late; 0.39-0.40 for seeds 1-2, which peak early).
 
 # %% [markdown]
 # Up to the gold peak the perplexity under the reference stays healthy (our run: 2.20 at
@@ -162,6 +168,9 @@ for k in base_parts:
     print(f"{k:>14} {base_parts[k]:11.2f} {hack_parts[k]:11.2f}")
 for i in range(3):
     print(f"\n{prompts[i]}\n   base -> {s_base.responses[i]}\n   hack -> {s_hack.responses[i]}")
+
+# %% [markdown]
+# **What you should see** (seeds 0-2; the notebook uses 0): the base column is the same for every seed (total -2.06; helpfulness 0.68, harmlessness -0.24, conciseness -0.08, degeneracy -2.43). After kl=0: total -1.01 to -0.21, harmlessness 0.49-0.50, conciseness 0.00, degeneracy -1.77 to -1.30; helpfulness 0.26-0.69 (seed 0: 0.59; one seed of three kept it at the base level). Most hacked answers open with "thanks for asking .".
 
 # %% [markdown]
 # Read the table and the samples. The hacked policy still beats the base model in total
@@ -225,6 +234,9 @@ for i in kl_per_response.argsort(descending=True)[:3].tolist():
     print(f"  KL {kl_per_response[i]:5.1f}: {text}")
 
 # %% [markdown]
+# **What you should see** (seeds 0-2; the notebook uses 0): a mean KL of 14.5-19.6 nats per response (the last logged `objective/kl`, 16.6-21.4, is of the same size), min 1.0-5.6, max 31-58. The top three are "thanks for asking ." followed by broken, repeated facts (seed 0: "books have many black . books have many black .").
+
+# %% [markdown]
 # ## 4. Gold against $\sqrt{\mathrm{KL}}$
 #
 # Gao et al. plot everything against the distance $d = \sqrt{\mathrm{KL}}$ from the
@@ -234,6 +246,9 @@ for i in kl_per_response.argsort(descending=True)[:3].tolist():
 # %%
 for beta in (0.02, 0.1):
     runs[beta] = run(beta, iterations=24)  # a KL penalty keeps them near the start
+
+# %% [markdown]
+# **What you should see** (seeds 0-2; the notebook uses 0): two lines, `kl_coef=0.02: finished` and `kl_coef=0.1: finished`, in 14-22 s each.
 
 
 # %% [markdown]
@@ -292,6 +307,9 @@ for ax in axes:
 plt.show()
 print(f"the fit peaks at d* = exp(alpha / beta_RL - 1) = {torch.exp(torch.tensor(alpha / beta_rl - 1)):.2f}"
       if beta_rl > 0 else "the fit has no peak (beta_RL <= 0)")
+
+# %% [markdown]
+# **What you should see** (seeds 0-2; the notebook uses 0): the $\beta = 0$ run reaches $d$ = 4.2-4.7; the fit gives α = 1.40-1.93, β_RL = 0.71-1.05 and `the fit peaks at d*` 2.29-3.08 (seed 0: α = 1.62, β_RL = 0.76, d* = 3.08). The penalised runs end at $d$ = 2.0-2.2 ($\beta$ = 0.02) and 1.7-1.8 ($\beta$ = 0.1), with gold gains of +2.3 to +3.3 there; the proxy gains of all runs rise with $d$.
 
 # %% [markdown]
 # What to read in these plots:
@@ -371,6 +389,9 @@ for ax in axes:
     ax.legend()
 plt.show()
 print(f"beta after 400 iterations: {betas[-1]:.3f} (the beta that gives KL = 4 here: 0.200)")
+
+# %% [markdown]
+# **What you should see** (exact, no randomness): both $\beta$ curves end at 0.200 and both KL curves at the target, 4.0 (`beta after 400 iterations: 0.200`). From $\beta = 0.01$ the KL starts at 16.7 nats and reaches 4 ± 0.1 after about 255 iterations; from $\beta = 0.3$ it starts at 2.86 and gets there after about 53.
 
 # %% [markdown]
 # Far from the target the clip makes $\beta$ change by a constant factor per iteration
