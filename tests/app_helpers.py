@@ -83,3 +83,14 @@ def app_page(home: Path, height: int = 1000, prepare=None):
             browser.close()
         gr.close_all()
         context.reset_lab()
+
+
+def wait_for(predicate, timeout: float = 20.0, every: float = 0.02) -> bool:
+    """Poll until predicate() is true (runs and jobs go on in threads or processes);
+    AssertionError after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(every)
+    raise AssertionError(f"condition not reached in {timeout:g} s")

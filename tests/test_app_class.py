@@ -5,6 +5,7 @@ In-process and fast: the handlers are called directly with a stand-in request
 (`SimpleNamespace(username=...)`, what Gradio's gr.Request offers them), on run folders
 written by hand (tests/app_helpers.fake_run) and jobs that only wait for Stop.
 """
+import functools
 import shutil
 import time
 import zipfile
@@ -15,6 +16,7 @@ import gradio as gr
 import pytest
 from app_helpers import fake_run, isolated_home
 
+import app_helpers
 from moss_lab.app import context, tab_class, tab_compare, tab_ppo, tab_reward, tab_runs, watch
 from moss_lab.app.session import User
 from moss_lab.files import read_json, write_json
@@ -54,13 +56,8 @@ def home(tmp_path, monkeypatch):
     context.reset_lab()
 
 
-def wait_for(predicate, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    raise AssertionError("timed out")
+# the shared poll, with the patience these tests need
+wait_for = functools.partial(app_helpers.wait_for, timeout=10.0, every=0.05)
 
 
 def waiting_job(run_dir, config, on_metrics, should_stop):

@@ -1,12 +1,14 @@
 """Every preparation phase reports its progress (progress.json, the status line) and Stop
 reaches it: base-model build, pair generation, toy reward-model build, critic pre-training.
 """
+import functools
 import hashlib
 import threading
 import time
 
 import pytest
 
+import app_helpers
 from moss_lab import progress as progress_module
 from moss_lab import runs
 from moss_lab.files import read_json
@@ -16,13 +18,8 @@ from moss_lab.runs import RunManager
 STOP_LATENCY_S = 5.0  # the goal; measured under load from other jobs on 2 cores
 
 
-def wait_for(predicate, timeout=120.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
+# the shared poll, with the patience these tests need
+wait_for = functools.partial(app_helpers.wait_for, timeout=120.0, every=0.02)
 
 
 def progress(run_dir) -> dict:

@@ -1,25 +1,20 @@
 """The run manager: queueing, stopping, failures, and state read back from the folders."""
+import functools
 import json
 import os
 import subprocess
 import threading
-import time
 
 import pytest
 
+import app_helpers
 from moss_lab.files import read_jsonl, write_json
 from moss_lab.run_folder import read_metrics
 from moss_lab.runs import QueueFullError, RunError, RunManager, validate_name
 
 
-def wait_for(predicate, timeout=20.0):
-    """Poll until predicate() is true (the jobs run in threads)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    raise AssertionError("condition not reached in time")
+# the shared poll, with the patience these tests need
+wait_for = functools.partial(app_helpers.wait_for, timeout=20.0, every=0.01)
 
 
 def counting_job(steps=3, gate=None):

@@ -1,5 +1,6 @@
 """The run manager in class mode (issue #14): runs with owners, per-user folders and ids,
 per-owner and class-wide limits, the queue position, and runs in child processes."""
+import functools
 import json
 import os
 import signal
@@ -12,16 +13,12 @@ from pathlib import Path
 
 import pytest
 
+import app_helpers
 from moss_lab.runs import RunError, RunLimitError, RunManager, tick_job
 
 
-def wait_for(predicate, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
+# the shared poll, with the patience these tests need
+wait_for = functools.partial(app_helpers.wait_for, timeout=30.0, every=0.02)
 
 
 def gated_job(gate, started=None):
