@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING
 
 from moss_lab.files import write_text
 from moss_lab.labels import LabelError, checked_name, normalise_name
+from moss_lab.runs import OWNER_RE
 
 if TYPE_CHECKING:
     from moss_lab.app.session import User
@@ -67,9 +68,7 @@ LOCK_AFTER = 5
 LOCK_FIRST_S = 5.0
 LOCK_MAX_S = 300.0
 GLOBAL_FAILURES_PER_MIN = 100
-ROLES = ("student", "instructor")  # = moss_lab.app.session.ROLES (a test keeps them equal;
-# that module imports gradio, seconds that `moss-lab users` does not need)
-NAME_CHARS = re.compile(r"\w[\w.-]*")  # Unicode letters and digits; no "/", space or "<"
+ROLES = ("student", "instructor")  # moss_lab.app.session reads them from here
 
 
 class AccountsError(ValueError):
@@ -146,7 +145,7 @@ def checked_user_name(name) -> str:
         name = checked_name(name)
     except LabelError as err:
         raise AccountsError(str(err).replace("annotator name", "user name")) from None
-    if not NAME_CHARS.fullmatch(name):
+    if not OWNER_RE.fullmatch(name):  # the run manager's rule for an owner's folder
         raise AccountsError(f"user name {name!r}: use letters, digits, '_', '-' and '.' "
                             "only (it names the user's runs folder)")
     return name

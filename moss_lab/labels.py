@@ -655,6 +655,11 @@ class LabelStore:
             kappa, method = fleiss_kappa(table), "fleiss"
         return {"kappa": kappa, "method": method, "pairs": len(shared), "annotators": len(people)}
 
+    def shared_verdicts(self) -> dict[str, dict[str, str]]:
+        """{pair id: {annotator: verdict}} for the pairs two or more people judged (the
+        Class tab's kappa per student reads it)."""
+        return {p: by for p, (by, _) in self._shared_verdicts().items()}
+
     def _shared_verdicts(self) -> dict[str, tuple[dict[str, str], sqlite3.Row]]:
         """{pair id: ({annotator: choice}, pair row)} for the pairs judged by two or more
         people (skips left out; a file from before the one-vote rule may hold several votes

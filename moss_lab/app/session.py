@@ -18,10 +18,9 @@ from pathlib import Path
 
 import gradio as gr
 
+from moss_lab.accounts import ROLES  # noqa: F401  (the roles' one home: moss_lab.accounts)
 from moss_lab.files import read_json, write_json
 from moss_lab.paths import data_home
-
-ROLES = ("student", "instructor")
 
 
 @dataclass(frozen=True)

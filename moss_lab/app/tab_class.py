@@ -45,15 +45,6 @@ _cache_lock = threading.Lock()
 
 
 # --- per student ----------------------------------------------------------------------------
-def shared_verdicts(store) -> dict[str, dict[str, str]]:
-    """{pair id: {annotator: verdict}} for the pairs two or more people judged (the store's
-    own cached reading; moss_lab.labels)."""
-    public = getattr(store, "shared_verdicts", None)
-    if public is not None:
-        return public()
-    return {pair: by for pair, (by, _) in store._shared_verdicts().items()}
-
-
 def kappas(verdicts: dict[str, dict[str, str]]) -> dict[str, tuple[float | None, int]]:
     """{annotator: (pooled Cohen's kappa with the others, pairs shared)}: each pair an
     annotator shares adds one (theirs, the other's) item per other judge."""
@@ -84,7 +75,7 @@ def students_frame() -> pd.DataFrame:
     """The per-student table, computed now (students_table caches it)."""
     lab = get_lab()
     store, accounts = lab.store, lab.accounts
-    verdicts = shared_verdicts(store)
+    verdicts = store.shared_verdicts()
     kappa = kappas(verdicts)
     runs = lab.runs.list()
     by_owner: dict[str, list] = defaultdict(list)

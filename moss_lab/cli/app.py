@@ -52,8 +52,7 @@ def main(argv: list[str]) -> int:
         print("moss-lab app: give either --users (class mode) or a shared login "
               "(--auth-file / $MOSS_LAB_AUTH), not both", file=sys.stderr)
         return 2
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: no
-    from moss_lab.app import launch                   # outside connection at all
+    from moss_lab.app import launch  # (its package turns Gradio's analytics off first)
 
     # processes: training runs in child processes, so it shares no GIL with the votes
     launch(host=options.host, port=options.port, share=options.share, auth=auth, users=users,
