@@ -85,6 +85,25 @@ def app_page(home: Path, height: int = 1000, prepare=None):
         context.reset_lab()
 
 
+def upload(page, elem_id: str, path: Path, tries: int = 3, wait_ms: int = 20_000) -> None:
+    """Give a gr.File the file at `path` and wait until it shows the name (which it does
+    as soon as the upload starts).
+
+    Once in a full CI run the name never showed within 60 s. The cause is not proven: a
+    closed accordion renders its content only when opened, so the input a test reaches at
+    once may be replaced as the component mounts, and Gradio's upload has races of its own
+    (gradio-app/gradio#9514, #11102). A test whose subject is what follows an upload gives
+    the file again (up to `tries` times) rather than fail on that."""
+    for attempt in range(1, tries + 1):
+        page.locator(f"#{elem_id} input[type=file]").set_input_files(str(path))
+        try:
+            page.locator(f"#{elem_id}").get_by_text(path.name).wait_for(timeout=wait_ms)
+            return
+        except Exception:  # playwright's TimeoutError
+            print(f"upload of {path.name} not shown after {wait_ms} ms (try {attempt})")
+    raise AssertionError(f"{path.name} never showed as uploaded in #{elem_id}")
+
+
 def wait_for(predicate, timeout: float = 20.0, every: float = 0.02) -> bool:
     """Poll until predicate() is true (runs and jobs go on in threads or processes);
     AssertionError after `timeout` seconds."""

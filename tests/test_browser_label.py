@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from app_helpers import app_page, browser_marks, isolated_home
+from app_helpers import app_page, browser_marks, isolated_home, upload
 
 HTML_PROMPT = "Human: <form><input type=password></form><img src=http://x> Assistant: "
 
@@ -106,8 +106,7 @@ def test_the_agreement_panel_follows_an_import(page, tmp_path):
                             for c, r, who in [("tea is warm .", "go away .", "t1"),
                                               ("go away .", "tea is warm .", "t2")]))
     pg.get_by_text("Export and import").click()
-    pg.locator("#import-file input[type=file]").set_input_files(str(data))
-    pg.locator("#import-file").get_by_text("class.jsonl").wait_for()  # uploaded
+    upload(pg, "import-file", data)
     pg.click("#import-button")
     pg.wait_for_function("() => (document.querySelector('#import-message')?.textContent || '')"
                          ".includes('Imported 2 new votes from class.jsonl')")
