@@ -5,7 +5,6 @@ base models are shared with the other tests through a symlink, so nothing is reb
 """
 import json
 import os
-import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ def app(tmp_path_factory):
     """(client, url, home): the app launched on a free port with its own data home."""
     import gradio as gr
 
-    from moss_lab.app import context, launch, tab_runs
+    from moss_lab.app import context, launch
 
     home = isolated_home(tmp_path_factory.mktemp("app-home"))
     with pytest.MonkeyPatch.context() as mp:
@@ -36,7 +35,6 @@ def app(tmp_path_factory):
         yield client, url, home
         client.close()
         gr.close_all()
-        shutil.rmtree(tab_runs.export_root(), ignore_errors=True)  # the CSV downloads
         context.reset_lab()
 
 

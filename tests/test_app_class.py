@@ -6,7 +6,6 @@ In-process and fast: the handlers are called directly with a stand-in request
 written by hand (tests/app_helpers.fake_run) and jobs that only wait for Stop.
 """
 import functools
-import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -52,7 +51,6 @@ def home(tmp_path, monkeypatch):
         status = read_json(folder / "status.json")  # as the run manager ends a run
         write_json(folder / "status.json", {**status, "final": {"iterations": 2}})
     yield home
-    shutil.rmtree(tab_runs.export_root(), ignore_errors=True)
     context.reset_lab()
 
 

@@ -403,9 +403,9 @@ def test_exports_are_ones_own_and_replace_the_last(klass):
     assert mine and {r["annotator"] for r in mine} == {"ada"} and "of your" in message
     path, _ = clients["teach"].predict(True, api_name="/export_jsonl")
     assert {json.loads(line)["annotator"] for line in open(path)} >= {"ada", "bob", "teach"}
-    from moss_lab.app import tab_label
+    from moss_lab.app import downloads
 
-    root = tab_label._EXPORTS[0]
+    root = downloads.root() / "labels"
     for _ in range(3):
         clients["ada"].predict(False, api_name="/export_jsonl")
         clients["ada"].predict(False, api_name="/export_parquet")

@@ -14,10 +14,12 @@ for a few seconds, so a class of 30 with 200k votes costs one computation per re
 from __future__ import annotations
 
 import csv
+import tempfile
 import threading
 import time
 import zipfile
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -27,8 +29,8 @@ from moss_lab.runs import RunError
 
 from . import forms, watch
 from .context import fmt, get_lab
+from .downloads import download_path, write_replacing
 from .session import require_instructor
-from .tab_runs import export_dir
 
 STUDENT_COLUMNS = ["student", "role", "votes", "gold agreement", "gold pairs",
                    "kappa with others", "shared pairs", "runs", "best gold"]
@@ -184,18 +186,25 @@ def export_all(request: gr.Request = None) -> str:
     folder that the next export replaces: nothing piles up."""
     require_instructor(request)
     store = get_lab().store
-    folder = export_dir("class")
-    store.export_jsonl(folder / "labels.jsonl", include_ties=True)
-    store.export_ratings_jsonl(folder / "ratings.jsonl")
-    votes = store.votes()
-    columns = list(votes[0]) if votes else ["id", "pair_id", "annotator", "choice"]
-    _csv(folder / "votes.csv", columns, ([v.get(c, "") for c in columns] for v in votes))
-    _csv(folder / "runs.csv", RUN_COLUMNS, runs_rows())
-    target = folder / f"moss-lab-class-{time.strftime('%Y%m%d-%H%M%S')}.zip"
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
-        for name in ("labels.jsonl", "ratings.jsonl", "votes.csv", "runs.csv"):
-            z.write(folder / name, name)
-            (folder / name).unlink()
+    target = download_path("class", f"moss-lab-class-{time.strftime('%Y%m%d-%H%M%S')}.zip")
+    with tempfile.TemporaryDirectory(prefix="moss-lab-class-") as work:
+        folder = Path(work)
+        store.export_jsonl(folder / "labels.jsonl", include_ties=True)
+        store.export_ratings_jsonl(folder / "ratings.jsonl")
+        votes = store.votes()
+        columns = list(votes[0]) if votes else ["id", "pair_id", "annotator", "choice"]
+        _csv(folder / "votes.csv", columns, ([v.get(c, "") for c in columns] for v in votes))
+        _csv(folder / "runs.csv", RUN_COLUMNS, runs_rows())
+
+        def write_zip(tmp: Path) -> None:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+                for name in ("labels.jsonl", "ratings.jsonl", "votes.csv", "runs.csv"):
+                    z.write(folder / name, name)
+
+        write_replacing(target, write_zip)
+    for older in target.parent.glob("moss-lab-class-*.zip"):  # the last one is replaced
+        if older != target:
+            older.unlink(missing_ok=True)
     return str(target)
 
 

@@ -29,22 +29,14 @@ with the number of stored votes (see moss_lab.labels.LabelStore); the agreement 
 refreshed after a vote reads the store's cached statistics, and the disagreement table
 (long, in a big class) is refreshed when it is opened, on load and after an import.
 
-Exports go to one app-owned temporary folder, <tmp>/moss-lab-exports-XXXX/<user or
-"all">/, where each export replaces the previous file of its kind; the folder is removed
-when the app exits (Gradio copies the file it serves into its own cache).
+Exports go to the app's download folder (moss_lab.app.downloads), labels/<user or
+"all">/, where each export replaces the previous file of its kind.
 """
 from __future__ import annotations
 
-import atexit
 import html
 import inspect
-import os
 import random
-import re
-import shutil
-import tempfile
-import threading
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 
@@ -58,6 +50,7 @@ from moss_lab.ratings import ASPECTS, MAX_COMMENT_CHARS, SCALE
 from moss_lab.toyworld import gold_score, has_gold, question_of
 
 from .context import fmt, get_lab
+from .downloads import download_path, write_replacing
 from .session import User, current_user, require_instructor
 
 GUIDELINES = """
@@ -522,10 +515,6 @@ def undo(annotator: str, current: dict | None, request: gr.Request = None):
     return (*show(pair, shown_left), "", history(annotator), progress_text(annotator))
 
 
-_EXPORTS: list[Path] = []  # the app's one export folder, made on first use
-_EXPORTS_LOCK = threading.Lock()
-
-
 def export_scope(request: gr.Request | None) -> tuple[str | None, str]:
     """(annotator whose labels to export, None for everyone's; the folder's name): a
     student exports their own labels, the instructor (and the one user of single-user
@@ -534,38 +523,15 @@ def export_scope(request: gr.Request | None) -> tuple[str | None, str]:
     if user.is_instructor:
         return None, "all"
     name = labels.normalise_name(user.name)
-    return name, "user-" + re.sub(r"[^\w.-]", "_", name)
-
-
-def export_path(folder_name: str, file_name: str) -> Path:
-    """Where an export is written: <tmp>/moss-lab-exports-XXXX/<folder_name>/<file_name>.
-    One folder for the app (removed at exit), one subfolder per user, one file per kind:
-    each export replaces the last, so nothing piles up."""
-    with _EXPORTS_LOCK:
-        if not _EXPORTS or not _EXPORTS[0].is_dir():
-            _EXPORTS[:] = [Path(tempfile.mkdtemp(prefix="moss-lab-exports-"))]
-            atexit.register(shutil.rmtree, _EXPORTS[0], True)
-        folder = _EXPORTS[0] / folder_name
-        folder.mkdir(exist_ok=True)
-    return folder / file_name
-
-
-def write_replacing(path: Path, write) -> None:
-    """write(tmp) to a temporary name beside `path`, then move it over `path`: two exports
-    at once never interleave, and the last one wins."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return name, "user-" + name
 
 
 def export(include_ties: bool, what: str, request: gr.Request = None):
     """The votes (a student's own, or everyone's) as JSONL or a Parquet dataset."""
     store = get_lab().store
     who, folder = export_scope(request)
-    path = export_path(folder, "preferences.jsonl" if what == "jsonl" else "preferences.parquet")
+    path = download_path("labels", folder, "preferences.jsonl" if what == "jsonl"
+                         else "preferences.parquet")
     counted = []
     try:
         if what == "jsonl":
@@ -616,7 +582,8 @@ def export_ratings(what: str, request: gr.Request = None):
     if not records:
         raise gr.Error("Nothing to export yet: no ratings are stored (tick 'Rate the "
                        "responses too' to rate the responses you vote on).")
-    path = export_path(folder, "ratings.jsonl" if what == "jsonl" else "ratings.parquet")
+    path = download_path("labels", folder,
+                         "ratings.jsonl" if what == "jsonl" else "ratings.parquet")
     if what == "jsonl":
         from moss_lab.ratings import write_jsonl
 

@@ -12,22 +12,17 @@ in the queue.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from moss_lab.runs import RunError
 
-from moss_lab.paths import data_home
-
 from . import watch
 from .context import fmt, get_lab, has_policy, metric_frame, smooth, x_key
+from .downloads import download_path, write_replacing
 from .session import User, current_user
 from .watch import ICONS
 
@@ -210,31 +205,12 @@ def save_notes(name: str | None, notes: str, tags: str, request: gr.Request = No
     return ", ".join(info.tags)
 
 
-def export_root() -> Path:
-    """Where this data home's downloads are written: under the system's temp folder (which
-    Gradio serves files from), one folder per data home."""
-    home = hashlib.sha256(str(data_home().resolve()).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"moss-lab-exports-{home}"
-
-
-def export_dir(*parts: str) -> Path:
-    """An empty folder for a file to download, the same one for the same parts (emptied on
-    each call, so exports never pile up), under export_root()."""
-    folder = export_root()
-    for part in parts:
-        folder = folder / "".join(c if c.isalnum() or c in "-_." else "_" for c in part)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    return folder
-
-
 def export_csv(name: str | None, request: gr.Request = None) -> str:
     """A run's metrics as a CSV file to download (a run the caller may see)."""
     user = current_user(request)
     on_run(name, get_lab().runs.get, user)
-    folder = export_dir("runs-csv", user.name or "_")
-    stem = name.replace("/", "-")
-    return str(get_lab().runs.metrics_csv(name, folder / f"{stem}-metrics.csv"))
+    path = download_path("runs-csv", user.name or "_", name.replace("/", "-") + "-metrics.csv")
+    return str(write_replacing(path, lambda tmp: get_lab().runs.metrics_csv(name, tmp)))
 
 
 def delete_run(name: str | None, request: gr.Request = None) -> str:
