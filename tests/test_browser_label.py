@@ -1,7 +1,8 @@
-"""The Label tab in a real browser (Debian's chromium driven by Playwright): a name
-confirmed with Enter stays as typed and the next "1" votes, a key pressed while a vote is
-saving is ignored with a visible note, the gold verdict shows when asked, a prompt holding
-HTML is shown as text, and the agreement panel follows an import."""
+"""The Label tab in a real browser (Debian's chromium driven by Playwright): a key after a
+refused vote is not ignored, a name confirmed with Enter stays as typed and the next "1"
+votes, a key pressed while a vote is saving is ignored with a visible note, the gold
+verdict shows when asked, a prompt holding HTML is shown as text, and the agreement panel
+follows an import."""
 import json
 import re
 import sqlite3
@@ -43,6 +44,22 @@ def votes_by(home: Path, who: str) -> list[tuple]:
 def wait_count(pg, n: int) -> None:
     pg.wait_for_function("(n) => (document.querySelector('#label-count')?.textContent || '')"
                          ".startsWith(n + ' by you')", arg=n)
+
+
+def test_a_key_after_a_refused_vote_is_not_ignored(page):
+    pg, home = page
+    pg.wait_for_function("() => document.querySelector('#label-left textarea')?.value.length > 0")
+    errors = pg.locator(".toast-message-item.error")
+    pg.keyboard.press("1")  # no name yet: refused with an error
+    errors.first.wait_for(timeout=10_000)
+    pg.keyboard.press("2")  # at once: sent (and refused again), not "ignored"
+    pg.wait_for_function("() => document.querySelectorAll('.toast-message-item.error').length >= 2",
+                         timeout=10_000)
+    assert not pg.locator("#label-key-note").is_visible()
+    assert "Enter your annotator name first" in errors.last.inner_text()
+    for close in pg.locator(".toast-close").all():
+        close.click()
+    assert votes_by(home, "") == []
 
 
 def test_enter_then_1_votes_and_keeps_the_name(page):

@@ -86,16 +86,23 @@ FAST = {"concurrency_limit": None}  # votes never queue behind one another or ot
 # Label tab is hidden (its buttons then have no layout). Enter in a filled name box
 # confirms the name and leaves the box, so that the next "1" votes instead of typing "ada1".
 # A key pressed while the last vote is being saved is ignored with a visible note (the
-# button would drop it silently); "saved" = the vote counter changed, or 3 s passed.
+# button would drop it silently); "saved" = the vote counter changed, an error came back
+# (a refused vote: the next key must not be ignored), or 3 s passed.
 SHORTCUTS = """
 <script>
 (() => {
   const ids = {'1': 'vote-left', '2': 'vote-right', '3': 'vote-tie', '4': 'vote-bad',
                's': 'vote-skip', 'u': 'vote-undo'};
-  let sentAt = 0, countWhenSent = null;
+  let sentAt = 0, countWhenSent = null, errors = 0, errorsWhenSent = 0;
   const count = () => document.querySelector('#label-count')?.textContent ?? '';
   const saving = () => countWhenSent !== null && count() === countWhenSent &&
-                       performance.now() - sentAt < 3000;
+                       errors === errorsWhenSent && performance.now() - sentAt < 3000;
+  // Gradio shows a refused vote (gr.Error) as an error toast: count them as they appear
+  const ERROR = '.toast-message-item.error';
+  const isError = (n) => n.nodeType === 1 && (n.matches(ERROR) || n.querySelector(ERROR) !== null);
+  new MutationObserver((changes) => {
+    for (const change of changes) errors += [...change.addedNodes].filter(isError).length;
+  }).observe(document.documentElement, {childList: true, subtree: true});
   function showIgnored(key) {
     let note = document.getElementById('label-key-note');
     if (!note) {
@@ -143,6 +150,7 @@ SHORTCUTS = """
     event.preventDefault();
     if (saving()) { showIgnored(event.key); return; }
     countWhenSent = count();
+    errorsWhenSent = errors;
     sentAt = performance.now();
     button.click();
   });
