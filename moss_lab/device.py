@@ -82,11 +82,23 @@ def autocast(device: torch.device | str, dtype: torch.dtype):
     return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
-def is_out_of_memory(err: BaseException) -> bool:
-    """A CUDA (or MPS) out-of-memory error."""
+def out_of_memory_kind(err: BaseException) -> str | None:
+    """"CUDA", "MPS" or "CPU" for an out-of-memory error of that device, else None."""
     if isinstance(err, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(err, RuntimeError) and "MPS backend out of memory" in str(err)
+        return "CUDA"
+    if isinstance(err, MemoryError):
+        return "CPU"
+    if isinstance(err, RuntimeError):
+        if "MPS backend out of memory" in str(err):
+            return "MPS"
+        if "DefaultCPUAllocator: can't allocate memory" in str(err):
+            return "CPU"
+    return None
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """A CUDA, MPS or CPU out-of-memory error."""
+    return out_of_memory_kind(err) is not None
 
 
 def set_cpu_threads(n_params: int, threads: int | None = None) -> int:

@@ -219,11 +219,33 @@ def describe(est: dict, device_gib: float | None = None) -> str:
             f"({parts} GiB; policy {est['policy_params'] / 1e6:.1f}M params, {mode})")
 
 
-def out_of_memory_reason(config, doing: str, err: BaseException) -> str:
-    """The reason a run that ran out of GPU memory gives: where, and what to change."""
-    import torch
+class NotEnoughMemory(RuntimeError):
+    """The models of a run did not fit on its device; the message says what to change."""
 
-    kind = "CUDA" if isinstance(err, torch.cuda.OutOfMemoryError) else "MPS"
+
+def out_of_memory_at_load(config, err: BaseException) -> str:
+    """The message of a run whose models did not fit on the device while loading: the
+    estimate for the run and what to change."""
+    from .device import out_of_memory_kind
+
+    try:
+        estimate = describe(estimate_for_config(config, config.device))
+    except Exception:  # noqa: BLE001 (a config that cannot be read: no figure, same advice)
+        estimate = "no estimate (a model's config could not be read)"
+    models = "policy, reference, critic" + ("" if config.reward == "gold" else ", reward model")
+    fixes = ["a smaller policy or reward model", f"lora_rank (now {config.lora_rank}, e.g. 16)"]
+    if config.precision == "fp32":
+        fixes.insert(0, "precision bf16")
+    return (f"{out_of_memory_kind(err) or 'the device'} out of memory while loading the models "
+            f"({models}) onto {config.device}, before the first iteration; {estimate}. "
+            f"Try {', '.join(fixes)}, or a device with more memory")
+
+
+def out_of_memory_reason(config, doing: str, err: BaseException) -> str:
+    """The reason a run that ran out of memory gives: where, and what to change."""
+    from .device import out_of_memory_kind
+
+    kind = out_of_memory_kind(err) or "the device"
     if doing.startswith("the rollout"):
         fix = (f"lower batch_size (now {config.batch_size}) or max_new_tokens (now "
                f"{config.max_new_tokens})")

@@ -316,3 +316,41 @@ def test_out_of_memory_ends_the_run_cleanly(tok, tmp_path, monkeypatch, phase):
     assert not leftovers
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == result.iterations >= 1
+
+
+@pytest.mark.parametrize("error", [
+    torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] . DefaultCPUAllocator: can't allocate "
+                 "memory: you tried to allocate 8589934592 bytes. Error code 12")])
+def test_out_of_memory_while_loading_says_what_to_change(tok, tmp_path, monkeypatch, capsys,
+                                                         error):
+    from moss_lab.cli import main
+    from moss_lab.memory import NotEnoughMemory
+
+    def too_big(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(trainer_module, "load_models", too_big)
+    config = PPOConfig(**SHORT, precision="fp32", reward="gold")
+    with pytest.raises(NotEnoughMemory) as caught:
+        train_ppo(config, run_dir=tmp_path, policy=(tiny_policy(tok), tok), reward_model="gold")
+    kind = "CUDA" if isinstance(error, torch.cuda.OutOfMemoryError) else "CPU"
+    message = str(caught.value)
+    assert message.startswith(f"{kind} out of memory while loading the models (policy, "
+                              "reference, critic) onto cpu, before the first iteration")
+    assert "memory estimate: ~" in message and "Try precision bf16, " in message
+    assert caught.value.__cause__ is error
+    assert not (tmp_path / "policy").exists()
+    # other errors are not taken for a lack of memory
+    monkeypatch.setattr(trainer_module, "load_models",
+                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        train_ppo(config, run_dir=tmp_path, policy=(tiny_policy(tok), tok), reward_model="gold")
+    # the command line prints the message, not a traceback
+    monkeypatch.setattr(trainer_module, "load_models", too_big)
+    monkeypatch.setenv("MOSS_LAB_HOME", str(tmp_path / "home"))
+    assert main(["ppo", "--preset", "toy-fast", "--iterations", "1", "--reward", "gold",
+                 "--run-dir", str(tmp_path / "cli-run")]) == 2
+    printed = capsys.readouterr().err
+    assert "moss-lab ppo: error: " in printed and "out of memory while loading" in printed
+    assert "Traceback" not in printed

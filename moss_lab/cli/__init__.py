@@ -13,6 +13,8 @@ import importlib
 import os
 import sys
 
+from moss_lab.memory import NotEnoughMemory
+
 # name -> (module in moss_lab/cli/, one line of help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("pretrain", "build (or rebuild) the toy base model"),
@@ -57,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # the second Ctrl-C (moss_lab.cli.stop)
         print("\naborted", file=sys.stderr)
         return 130
-    except (ValueError, OSError) as err:  # bad input found once running: a message, not a
-        if os.environ.get("MOSS_LAB_DEBUG"):  # traceback (MOSS_LAB_DEBUG=1 shows it)
-            raise
+    except (ValueError, OSError, NotEnoughMemory) as err:  # bad input (or models too big)
+        if os.environ.get("MOSS_LAB_DEBUG"):  # found once running: a message, not a traceback
+            raise                             # (MOSS_LAB_DEBUG=1 shows it)
         print(f"moss-lab {name}: error: {err}", file=sys.stderr)
         return 2
