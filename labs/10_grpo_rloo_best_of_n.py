@@ -215,6 +215,7 @@ for ax, title in zip(axes, ("reward-model score (optimised)", "gold score (hidde
                             "KL to the base model (nats)")):
     ax.set_title(title)
     ax.set_xlabel("optimiser step")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # steps are whole numbers
     ax.legend()
 plt.show()
 
