@@ -207,6 +207,26 @@ def vote_on_pairs(store, votes: dict[str, str]):
             store.record_vote(pair, choices[i], who, "A")
 
 
+def test_a_students_dpo_run_trains_on_their_own_labels(home, monkeypatch):
+    from moss_lab.app import tab_methods
+    from moss_lab.methods.train_dpo import DPOTrainConfig, load_pairs
+
+    store = context.get_lab().store
+    vote_on_pairs(store, {"alice": "AAAB", "bob": "BBBB"})
+    submitted = []
+    monkeypatch.setattr(watch, "submit", lambda user, name, kind, config, job, device:
+                        submitted.append(config) or f"users/{user.name}/{name}")
+    m = tab_methods.METHODS["DPO"]
+    values = {f: getattr(DPOTrainConfig(), f) for f in m.main + m.more()}
+    values |= {"data": "labels", "min_pairs": 2, "annotator": "alice"}  # sent: alice's
+    for who, expected in ((BOB, "bob"), (ADA, "alice")):  # the instructor may pick anyone
+        tab_methods.launch("DPO", "dpo-own", *values.values(), user=watch.viewer(who))
+        assert submitted[-1]["annotator"] == expected
+    bobs = load_pairs(DPOTrainConfig(**{**submitted[0], "data": str(store.path)}))
+    assert len(bobs) == 4 and {p.annotator for p in bobs} == {"bob"}
+    assert len(load_pairs(DPOTrainConfig(data=str(store.path)))) == 8  # everyone's
+
+
 def test_the_class_tab_is_the_instructors_and_shows_each_student(home):
     store = context.get_lab().store
     vote_on_pairs(store, {"alice": "AAAB", "bob": "AABA"})

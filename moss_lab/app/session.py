@@ -59,6 +59,12 @@ def current_user(request: gr.Request | None) -> User:
     return user
 
 
+def annotator_of(user: User) -> str | None:
+    """Whose labels a run trains on (a reward model, DPO): the student's own in class mode
+    (None: everyone's, for the instructor and in single-user mode)."""
+    return user.name if user.class_mode and not user.is_instructor else None
+
+
 def require_instructor(request: gr.Request | None) -> User:
     """current_user, refused with gr.Error unless it is the instructor (or single-user)."""
     user = current_user(request)

@@ -31,7 +31,7 @@ from moss_lab.toyworld import question_of
 
 from . import forms, watch
 from .context import PLOT_METRICS, fmt, get_lab, gpu_available
-from .session import User, current_user
+from .session import User, annotator_of, current_user
 from .tab_ppo import POLICIES, REWARDS, policy_choices, reward_choices
 
 
@@ -140,6 +140,8 @@ def launch(choice: str, name: str, *values, user: User | None = None):
         problems.append(str(err))
     fields, problems_read = forms.parse_any(m.config, dict(zip(m.main + m.more(), values)))
     fields = checked_fields(fields, user)
+    if annotator_of(user) and "annotator" in {f.name for f in dataclasses.fields(m.config)}:
+        fields["annotator"] = annotator_of(user)  # a student's own labels, whatever was sent
     problems += problems_read
     if not problems_read:
         try:

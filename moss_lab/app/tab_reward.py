@@ -18,7 +18,7 @@ from moss_lab.toyworld import SimulatedAnnotator, format_prompt, gold_score, top
 
 from . import forms, watch
 from .context import fmt, get_lab, gpu_available
-from .session import User, current_user
+from .session import User, annotator_of, current_user
 
 # short titles, two plots a row: longer ones were cut off at four a row
 METRICS = {"loss": "Training loss", "train/accuracy": "Training accuracy",
@@ -34,12 +34,6 @@ MAX_SIMULATED = 20000
 
 _RMS: dict = {}  # folder -> (model, tokenizer), loaded once
 _RM_LOCK = threading.Lock()
-
-
-def annotator_of(user: User) -> str | None:
-    """Whose labels a reward model trains on: the student's own in class mode (None:
-    everyone's, for the instructor and in single-user mode)."""
-    return user.name if user.class_mode and not user.is_instructor else None
 
 
 def labels_summary(user: User | None = None) -> str:

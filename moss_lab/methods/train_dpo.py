@@ -26,6 +26,9 @@ class DPOTrainConfig(MethodConfig):
     """The preference pairs: "toy" (pairs of base-model samples labelled by the simulated
     annotator), "labels" (the votes in the app's label store), a .sqlite label store, or a
     .jsonl file of prompt/chosen/rejected records. Ties are left out."""
+    annotator: str | None = None
+    """Labels and files (not "toy"): train on the pairs this person labelled (None: all).
+    In the app's class mode a student's run always trains on their own votes."""
     pairs: int = 1024
     """data="toy": how many pairs to sample and label."""
     annotator_noise: float = 1.0
@@ -83,13 +86,15 @@ def load_pairs(config: DPOTrainConfig, model=None, tokenizer=None) -> list:
     if path.suffix in (".sqlite", ".db") or config.data == "labels":
         store = LabelStore(path)
         try:
-            return store.preferences(include_ties=True)
+            return store.preferences(include_ties=True, annotator=config.annotator or None)
         finally:
             store.close()
     try:
-        return preferences.read_jsonl(path)
+        records = preferences.read_jsonl(path)
     except preferences.PreferenceError as err:
         raise MethodError(str(err)) from None
+    return [r for r in records if r.annotator == config.annotator] if config.annotator \
+        else records
 
 
 def usable_pairs(prefs: list, config: DPOTrainConfig) -> list:
@@ -102,8 +107,10 @@ def usable_pairs(prefs: list, config: DPOTrainConfig) -> list:
                           "response is better")
     if len(usable) < config.min_pairs:
         tie_note = f" ({ties} ties left out)" if ties else ""
+        whose = f" by {config.annotator}" if config.annotator and config.data != "toy" else ""
         raise MethodError(f"too few preference pairs for DPO: {len(usable)}{tie_note} in "
-                          f"{config.data!r}, at least {config.min_pairs} are needed (min_pairs). "
+                          f"{config.data!r}{whose}, at least {config.min_pairs} are needed "
+                          f"(min_pairs). "
                           f"Label {config.min_pairs - len(usable)} more, or use data='toy'")
     return usable
 
