@@ -320,3 +320,25 @@ def test_a_ppo_run_in_a_child_process(processes):
     assert status_of(processes, "ada/ppo")["mode"] == "process"
     assert [r["iteration"] for r in processes.metrics("ada/ppo")] == [1, 2]
     assert info.final["iterations"] == 2
+
+
+def test_where_there_is_no_forkserver_runs_go_to_spawned_processes(tmp_path, monkeypatch):
+    """macOS and Windows have no forkserver: the same child process, started by spawn
+    (which imports the job's module afresh), finishes a run and stops another."""
+    import multiprocessing
+
+    from moss_lab import runs as runs_module
+
+    monkeypatch.setattr(runs_module, "_PROCESS_CONTEXT", multiprocessing.get_context("spawn"))
+    manager = RunManager(tmp_path / "runs", processes=True)
+    manager.submit("ok", "tick", {"steps": 3}, tick_job, writes_metrics=False)
+    wait_for(lambda: not manager.get("ok").active, timeout=120)
+    info = manager.get("ok")
+    assert info.state == "finished" and info.final["pid"] != os.getpid()
+    assert status_of(manager, "ok")["mode"] == "process"
+    manager.submit("long", "tick", {"steps": 100000, "sleep": 0.01}, tick_job,
+                   writes_metrics=False)
+    wait_for(lambda: len(manager.metrics("long")) > 2, timeout=120)
+    assert manager.stop("long")
+    wait_for(lambda: not manager.get("long").active, timeout=60)
+    assert manager.get("long").state == "stopped"
