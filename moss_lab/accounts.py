@@ -47,6 +47,7 @@ import sys
 import threading
 import time
 import tomllib
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,6 +181,9 @@ class Accounts:
         self._failures: dict[str, tuple[int, float]] = {}  # key -> (in a row, locked until)
         self._recent: collections.deque[float] = collections.deque()  # every failure's time
         self._pending: dict[str, int] = {}  # key -> attempts being checked right now
+        # called with the keys (name_key) of accounts removed or given a new password when
+        # the file is re-read: the app ends their open sessions (lab_app.end_sessions)
+        self.on_ended: list = []
 
     @classmethod
     def load(cls, path: str | Path) -> "Accounts":
@@ -191,6 +195,22 @@ class Accounts:
                                 f"--role instructor --users {path})")
         _refuse_twins([a.name for a in accounts], path)
         return cls(accounts, path)
+
+    def follow(self) -> None:
+        """Re-read the users file every refresh_s in a daemon thread, not only when someone
+        logs in or acts: a removed account's or a reset password's open sessions end within
+        ~1 s (on_ended). The thread ends with this object."""
+        ref = weakref.ref(self)
+
+        def loop():
+            while (accounts := ref()) is not None:
+                accounts._fresh()
+                every = accounts.refresh_s
+                del accounts  # no strong reference while asleep
+                time.sleep(every)
+
+        if self.path is not None:
+            threading.Thread(target=loop, name="follow-users-file", daemon=True).start()
 
     @property
     def names(self) -> list[str]:
@@ -209,10 +229,16 @@ class Accounts:
         if stamp != self._stamp:
             self._stamp = stamp  # a broken file is reported once, not on every request
             try:
-                self._by_key = Accounts.load(self.path)._by_key
+                before, self._by_key = self._by_key, Accounts.load(self.path)._by_key
             except AccountsError as err:
                 print(f"moss-lab: the users file changed but cannot be used, keeping the "
                       f"accounts it had before: {err}", file=sys.stderr)
+            else:
+                ended = {key for key, account in before.items()
+                         if key not in self._by_key or
+                         self._by_key[key].password != account.password}
+                for listener in self.on_ended if ended else ():
+                    listener(ended)
         return self._by_key
 
     def user(self, name) -> User | None:

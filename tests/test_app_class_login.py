@@ -1,6 +1,7 @@
 """Class mode's login, over HTTP against a launched app (issue #14): no login, no API; the
 right password opens it, a wrong one does not, repeated wrong ones lock the name; the
-Class tab is shown to the instructor only; /logout ends the session.
+Class tab is shown to the instructor only; /logout ends the session, and so do a new
+password and a removed account.
 
 The page's own load events are private endpoints (no gradio_client): they are called here
 the way the browser does, through the queue (queue/join, then the event stream)."""
@@ -153,6 +154,27 @@ def test_logout_ends_the_session(app):
         assert logout["props"]["link"] == "logout"  # the button beside "Logged in as"
         bob.get("logout")
         assert bob.get("config").status_code == 401
+
+
+def test_a_new_password_or_a_removed_account_ends_open_sessions(app):
+    import time
+
+    from moss_lab import accounts as acc
+
+    url, home = app
+    users = home / "users.toml"
+    acc.add_users(users, {"eve": "eve's password", "fay": "fay's password"}, "student")
+    time.sleep(1.1)  # the app follows the file within Accounts.refresh_s
+    with closing(logged_in(url, "ada")) as ada, \
+            closing(logged_in(url, "EVE", "eve's password")) as eve, \
+            closing(logged_in(url, "fay", "fay's password")) as fay:
+        assert eve.get("config").status_code == 200 and fay.get("config").status_code == 200
+        acc.reset_password(users, "eve", "eve's new password")
+        acc.remove_user(users, "fay")
+        time.sleep(1.1)
+        assert ada.get("config").status_code == 200  # any request: the file is read again
+        assert eve.get("config").status_code == 401 and fay.get("config").status_code == 401
+    logged_in(url, "eve", "eve's new password").close()
 
 
 def test_no_outside_connection(app):

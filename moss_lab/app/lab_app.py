@@ -28,7 +28,7 @@ from . import (
     tab_reward,
     tab_runs,
 )
-from moss_lab.accounts import LOCK_AFTER
+from moss_lab.accounts import LOCK_AFTER, name_key
 
 from .context import get_lab, use_accounts
 from .session import current_user
@@ -145,7 +145,20 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, auth=
         get_lab().runs.warm_up()  # the forkserver imports torch now, not at the first Launch
     demo = build_app()
     demo.queue(default_concurrency_limit=4)
+    if users is not None:  # before the launch: it blocks unless prevent_thread_lock
+        users.on_ended.append(lambda keys: end_sessions(demo.server_app, keys))
+        users.follow()
     return demo.launch(server_name=host, server_port=port, share=share, auth=auth,
                        auth_message=LOGIN_MESSAGE if users is not None else None,
                        prevent_thread_lock=prevent_thread_lock, head=HEAD, css=CSS,
                        max_file_size=MAX_UPLOAD, theme=gr.themes.Soft())
+
+
+def end_sessions(server_app, keys: set[str]) -> None:
+    """Log out every open session of these accounts (removed from the users file, or given
+    a new password): Gradio keeps a login's token (its cookie) until that page logs out,
+    under the name as it was typed."""
+    tokens = getattr(server_app, "tokens", None) or {}
+    for token, name in list(tokens.items()):
+        if name_key(name) in keys:
+            tokens.pop(token, None)
