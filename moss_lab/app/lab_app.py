@@ -33,8 +33,29 @@ from moss_lab.accounts import LOCK_AFTER, name_key
 from .context import get_lab, use_accounts
 from .session import current_user
 
+# Class mode: a page whose login ended (Log out elsewhere, `users reset` or `users remove`)
+# gets 401 on every call, which Gradio's page shows as nothing at all: reload it instead,
+# which brings the login page. Only a page that shows the app does so (the login page
+# itself is answered 401 before a login, and must not reload itself forever).
+SESSION_END = """
+<script>
+(() => {
+  const fetchFirst = window.fetch;
+  let reloading = false;
+  window.fetch = async (...args) => {
+    const response = await fetchFirst(...args);
+    if (response.status === 401 && !reloading && document.querySelector('#label-left')) {
+      reloading = true;
+      location.reload();
+    }
+    return response;
+  };
+})();
+</script>
+"""
+
 # Keyboard shortcuts for the Label tab (its votes): the script lives with the tab.
-HEAD = tab_label.SHORTCUTS
+HEAD = tab_label.SHORTCUTS + SESSION_END
 
 CSS = """
 #label-left textarea, #label-right textarea { font-size: 1.05em; }
