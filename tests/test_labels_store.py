@@ -56,6 +56,45 @@ def test_reimporting_an_export_adds_no_vote_and_says_so(store, tmp_path):
     other.close()
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 1000])
+def test_an_import_in_chunks_lets_votes_in_between_and_stores_the_same(store, tmp_path,
+                                                                      monkeypatch, chunk):
+    """Chunks of 1 and 2 records (one transaction each) store what one transaction does,
+    also when a vote lands between two chunks on a pair the import votes on next."""
+    from moss_lab import labels
+
+    monkeypatch.setattr(labels, "IMPORT_CHUNK", chunk)
+    rows = [(GOOD, BAD, "t1"), (GOOD, BAD, "t2"), (BAD, GOOD, "t1"), (GOOD, BAD, "t1"),
+            (MEH, GOOD, "t2"), (GOOD, BAD, "ada")]
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"prompt": PROMPT, "chosen": c, "rejected": r,
+                                        "annotator": who}) + "\n" for c, r, who in rows))
+    store.add_pair(make_pair(0))  # stored before: the import's GOOD/BAD votes go on it
+    transactions, writing = [], store._writing
+
+    def counted():
+        transactions.append(1)
+        if len(transactions) == 2:  # between two chunks (chunk 1 and 2): ada votes on p0
+            store.record_vote(make_pair(0), "B", "ada", "A")
+        return writing()
+
+    monkeypatch.setattr(store, "_writing", counted)
+    new, known = store.import_file(data)
+    monkeypatch.setattr(store, "_writing", writing)
+    got = sorted((p.annotator, p.chosen, p.rejected) for p in store.preferences())
+    expected = [("t1", GOOD, BAD), ("t2", GOOD, BAD), ("t1", BAD, GOOD), ("t2", MEH, GOOD),
+                ("ada", GOOD, BAD)]  # t1's second GOOD/BAD was stored already
+    assert (new, known) == (5, 1)
+    if chunk == 1000:  # one transaction
+        assert len(transactions) == 1
+    else:  # one per chunk, and ada's vote on p0 (B: BAD over GOOD) between the first two;
+        # her GOOD/BAD record, in a later chunk, then goes on a new pair
+        assert len(transactions) == -(-len(rows) // chunk) + 1
+        expected.append(("ada", BAD, GOOD))
+    assert got == sorted(expected)
+    assert tuple(store.import_file(data)) == (0, 6)  # all stored now, whatever the chunks
+
+
 def test_opposite_labels_on_one_pair_from_an_anonymous_dataset_are_both_kept(store, tmp_path):
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps({"prompt": PROMPT, "chosen": c, "rejected": r}) + "\n"
