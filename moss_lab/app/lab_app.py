@@ -33,7 +33,7 @@ from moss_lab.accounts import LOCK_AFTER, name_key
 from .context import get_lab, use_accounts
 from .session import current_user
 
-# Class mode: a page whose login ended (Log out elsewhere, `users reset` or `users remove`)
+# Class mode: a page whose login ended (`users reset` or `users remove`, a restart)
 # gets 401 on every call, which Gradio's page shows as nothing at all: reload it instead,
 # which brings the login page. Only a page that shows the app does so (the login page
 # itself is answered 401 before a login, and must not reload itself forever).
