@@ -48,6 +48,8 @@ import torch.nn.functional as F
 
 from . import distributed, files, preferences
 from .configs import Bound, between, check_bounds
+from .device import is_out_of_memory, out_of_memory_kind
+from .memory import NotEnoughMemory
 from .preferences import Preference
 from .run_folder import RunFolder
 from .scoring import reward_inputs, score
@@ -490,8 +492,26 @@ def train_reward_model(pairs: list[Preference], config: RewardConfig | None = No
     `strength`: one preference strength per pair of `pairs`, measured elsewhere (an
     ensemble's, moss_lab.preference_strength); the remedies that need one use it from the
     first epoch instead of measuring the model's own gap at remedy_epoch.
+    Out of memory (GPU or CPU): NotEnoughMemory, saying what to change.
     """
     config = config or RewardConfig()
+    try:
+        return _train_reward_model(pairs, config, run_dir, on_metrics, should_stop,
+                                   eval_pairs, strength)
+    except (torch.cuda.OutOfMemoryError, RuntimeError, MemoryError) as err:
+        if not is_out_of_memory(err):
+            raise
+        raise NotEnoughMemory(
+            f"{out_of_memory_kind(err)} out of memory training a reward model on "
+            f"{config.base!r}: lower batch_size (now {config.batch_size})"
+            + ("" if config.freeze_embeddings else ", set freeze_embeddings")
+            + ", or start from a smaller base model. The run stopped; no model was saved "
+            "(its metrics so far are kept)") from err
+
+
+def _train_reward_model(pairs, config, run_dir, on_metrics, should_stop, eval_pairs,
+                        strength):
+    """train_reward_model's body (that function handles running out of memory)."""
     pairs = [preferences.validate(p) for p in pairs]
     if strength is not None:
         strength = torch.as_tensor(strength, dtype=torch.float32).detach().cpu().clone()

@@ -336,6 +336,31 @@ def test_should_stop_ends_training_early(toy_data, tmp_path):
     assert (tmp_path / "model" / "model.safetensors").is_file()
 
 
+def test_out_of_memory_in_training_says_what_to_change(toy_data, tmp_path, monkeypatch):
+    from moss_lab.memory import NotEnoughMemory
+
+    train, held_out = toy_data
+    real, calls = reward.pair_loss, []
+
+    def pair_loss(*args, **kwargs):  # the third step runs out of GPU memory
+        calls.append(1)
+        if len(calls) == 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reward, "pair_loss", pair_loss)
+    with pytest.raises(NotEnoughMemory, match=r"^CUDA out of memory training a reward model "
+                       r"on 'toy': lower batch_size \(now 64\), or start from a smaller"):
+        reward.train_reward_model(train[:200], RewardConfig(epochs=1), run_dir=tmp_path,
+                                  eval_pairs=held_out[:50])
+    assert not (tmp_path / "model").exists()
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    monkeypatch.setattr(reward, "pair_loss", lambda *a, **k: (_ for _ in ()).throw(
+        RuntimeError("mat1 and mat2 shapes cannot be multiplied")))
+    with pytest.raises(RuntimeError, match="shapes"):  # not taken for a lack of memory
+        reward.train_reward_model(train[:200], RewardConfig(epochs=1))
+
+
 def test_train_rejects_invalid_pairs():
     with pytest.raises(prefs.PreferenceError, match="same text"):
         reward.train_reward_model([Preference(PROMPT, "a .", "a .")])
