@@ -86,22 +86,23 @@ def app_page(home: Path, height: int = 1000, prepare=None):
 
 
 def upload(page, elem_id: str, path: Path, tries: int = 3, wait_ms: int = 20_000) -> None:
-    """Give a gr.File the file at `path` and wait until it shows the name (which it does
-    as soon as the upload starts).
+    """Give a gr.File the file at `path` and wait until it is uploaded: its download link
+    shows (a[download=name]).
 
-    Once in a full CI run the name never showed within 60 s. The cause is not proven: a
-    closed accordion renders its content only when opened, so the input a test reaches at
-    once may be replaced as the component mounts, and Gradio's upload has races of its own
-    (gradio-app/gradio#9514, #11102). A test whose subject is what follows an upload gives
-    the file again (up to `tries` times) rather than fail on that."""
+    Waiting for the name as text was a race, and once failed a CI run: while uploading
+    the component shows "class.jsonl" as one text, and once uploaded as "class" and
+    ".jsonl" in two cells, so a quick upload could finish before the text was seen. The
+    file is given again (up to `tries` times) if no link shows, as Gradio's upload has
+    races of its own (gradio-app/gradio#9514, #11102)."""
+    done = page.locator(f'#{elem_id} a[download="{path.name}"]')
     for attempt in range(1, tries + 1):
         page.locator(f"#{elem_id} input[type=file]").set_input_files(str(path))
         try:
-            page.locator(f"#{elem_id}").get_by_text(path.name).wait_for(timeout=wait_ms)
+            done.wait_for(timeout=wait_ms)
             return
         except Exception:  # playwright's TimeoutError
-            print(f"upload of {path.name} not shown after {wait_ms} ms (try {attempt})")
-    raise AssertionError(f"{path.name} never showed as uploaded in #{elem_id}")
+            print(f"upload of {path.name} not done after {wait_ms} ms (try {attempt})")
+    raise AssertionError(f"{path.name} was never uploaded into #{elem_id}")
 
 
 def wait_for(predicate, timeout: float = 20.0, every: float = 0.02) -> bool:
