@@ -760,7 +760,7 @@ def _method_job(train, config_cls, run_dir: Path, config: dict, on_metrics, shou
     phase("loading the policy and the reward model")
     result = train(config_cls(**{k: v for k, v in config.items() if k in known}),
                    run_dir=run_dir, on_metrics=on_metrics, should_stop=should_stop)
-    if result.status == "nan":  # the NaN guard ended it: a failure, with its reason
+    if result.status in ("nan", "oom"):  # NaN guard or out of memory: a failure, with why
         raise RuntimeError(result.reason)
     final = dict(result.history[-1]) if result.history else {}
     return {**final, "steps": result.steps, "elapsed_s": result.elapsed_s}

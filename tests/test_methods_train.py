@@ -186,6 +186,27 @@ def test_nan_reward_stops_with_a_clear_reason(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".building")]
 
 
+def test_out_of_memory_ends_the_run_with_what_to_change(tmp_path, monkeypatch):
+    from moss_lab.methods import training
+
+    calls, real = [], training.LogCallback.on_step_end
+
+    def on_step_end(self, *args, **kwargs):  # the second optimiser step runs out of memory
+        calls.append(1)
+        if len(calls) == 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(training.LogCallback, "on_step_end", on_step_end)
+    result = train_rloo(RLOOTrainConfig(**TINY_ONLINE), run_dir=tmp_path, reward="gold")
+    assert result.status == "oom"
+    assert result.reason.startswith("CUDA out of memory training RLOO: lower prompts_per_step "
+                                    "(now 2), group_size (now 2), max_new_tokens (now")
+    _, rows, final = read_run(tmp_path)
+    assert final["status"] == "oom" and final["reason"] == result.reason
+    assert rows and not (tmp_path / "policy").exists()
+
+
 # ---------------------------------------------------------------------------------- the CLI
 
 @pytest.mark.parametrize("argv", [

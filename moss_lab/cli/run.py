@@ -76,4 +76,4 @@ def run_with_progress(kind: str, train: Callable, config, run_dir: Path | None,
     print(f"  metrics: {run_dir / 'metrics.jsonl'}")
     if (run_dir / "policy").is_dir():
         print(f"  policy:  {run_dir / 'policy'}")
-    return 1 if result.status == "nan" else 0
+    return 1 if result.status in ("nan", "oom") else 0

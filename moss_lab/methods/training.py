@@ -29,6 +29,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from .. import toyworld
+from ..device import is_out_of_memory, out_of_memory_kind
 from ..ppo.rollout import policy_forward, sample, sequence_inputs
 from ..ppo.trainer import NonFinite  # one NaN guard for PPO and every method
 from ..run_folder import RunFolder
@@ -306,13 +307,21 @@ def run_trl(kind: str, config: MethodConfig, make_trainer: Callable, model, base
         status, reason = "nan", (f"NaN guard: {err}. The run stopped before using it (check "
                                  "the reward function, or try a smaller lr)")
     except Exception as err:  # a crash still leaves a complete record of what happened
-        run.write("result.json", {"status": "error", "reason": f"{type(err).__name__}: {err}",
-                                  "steps": history[-1]["step"] if history else 0,
-                                  "elapsed_s": time.perf_counter() - start})
-        raise
+        if not is_out_of_memory(err):
+            run.write("result.json", {"status": "error", "reason": f"{type(err).__name__}: {err}",
+                                      "steps": history[-1]["step"] if history else 0,
+                                      "elapsed_s": time.perf_counter() - start})
+            raise
+        sizes = ", ".join(f"{name} (now {getattr(config, name)})" for name in
+                          ("batch_size", "prompts_per_step", "group_size", "max_new_tokens")
+                          if hasattr(config, name))
+        status, reason = "oom", (f"{out_of_memory_kind(err)} out of memory training "
+                                 f"{kind.upper()}: lower {sizes}, or start from a smaller "
+                                 "policy. The run stopped there; its metrics so far are kept "
+                                 "(no final policy is saved)")
     trained.eval()
     elapsed = time.perf_counter() - start
-    if config.save_final and status != "nan":
+    if config.save_final and status not in ("nan", "oom"):
         run.save_model(trained, tokenizer, "policy")
     steps = history[-1]["step"] if history else 0
     run.write("result.json", {"status": status, "reason": reason, "steps": steps,
