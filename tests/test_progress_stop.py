@@ -129,11 +129,14 @@ def test_stop_during_a_forced_base_model_build_keeps_the_cached_model(home):
 def test_stop_during_the_toy_reward_model_build_pairs_and_training(home, monkeypatch):
     from moss_lab.ppo import toy
 
-    monkeypatch.setattr(toy, "TOY_RM_PAIRS", 300)  # not shipped: trained, in a few seconds
-    monkeypatch.setattr(toy, "TOY_RM_EVAL_PAIRS", 100)
+    monkeypatch.setattr(toy, "TOY_RM_EVAL_PAIRS", 100)  # not shipped: trained, in seconds
     manager = RunManager(home / "runs")
     job = lambda *a: toy.toy_reward_model_dir("toy")  # noqa: E731
-    for name, phase_has in (("in-pairs", "generating 300 pairs"), ("in-training", "training")):
+    # 3000 pairs to stop in: 300 could all be sampled between the test seeing the phase and
+    # pressing Stop (the run was then stopped while generating the held-out pairs)
+    for name, phase_has, n_pairs in (("in-pairs", "generating 3000 pairs", 3000),
+                                     ("in-training", "training", 300)):
+        monkeypatch.setattr(toy, "TOY_RM_PAIRS", n_pairs)
         run_dir = manager.submit(name, "build-rm", {}, job)
         latency = stop_during(manager, name, run_dir, phase_has, min_done=2)
         info = manager.get(name)
