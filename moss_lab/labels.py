@@ -542,18 +542,17 @@ class LabelStore:
             return vote_id
 
     def _refuse_second_vote(self, pair_id: str, who: str) -> None:
-        row = self._db.execute("SELECT choice FROM votes WHERE pair_id = ? AND annotator = ?",
-                               (pair_id, who)).fetchone()
-        if row is not None:
-            raise LabelError(f"{who} has already voted on this pair ({row[0]}); one vote per "
+        choice = self._choice_of(pair_id, who)
+        if choice is not None:
+            raise LabelError(f"{who} has already voted on this pair ({choice}); one vote per "
                              "person per pair: undo it (or pick it under 'Your earlier votes') "
                              "to change it")
 
-    @staticmethod
-    def _choice_of(db, pair_id: str, annotator: str) -> str | None:
-        """This person's vote on this pair (its choice), or None."""
-        row = db.execute("SELECT choice FROM votes WHERE pair_id = ? AND annotator = ?",
-                         (pair_id, annotator)).fetchone()
+    def _choice_of(self, pair_id: str, annotator: str) -> str | None:
+        """This person's vote on this pair (its choice), or None; inside a write
+        transaction (the store's lock held)."""
+        row = self._db.execute("SELECT choice FROM votes WHERE pair_id = ? AND annotator = ?",
+                               (pair_id, annotator)).fetchone()
         return row[0] if row is not None else None
 
     def _insert_vote(self, pair, choice, annotator, shown_left, source, created_at,
@@ -810,7 +809,7 @@ class LabelStore:
                     key = (p.prompt, p.chosen, p.rejected)
                     swapped = (p.prompt, p.rejected, p.chosen)
                     pairs = same.get(key, [])
-                    given = {pid: self._choice_of(db, pid, who) for pid, _ in pairs}
+                    given = {pid: self._choice_of(pid, who) for pid, _ in pairs}
                     if any(given[pid] == _verdict(p, ch) for pid, ch in pairs):
                         continue  # this person's same verdict on this pair is stored already
                     # a pair with this content this person has not voted on; else a new one

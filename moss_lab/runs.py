@@ -53,7 +53,6 @@ import shutil
 import threading
 import time
 import traceback
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -501,16 +500,13 @@ class RunManager:
         return self.per_device
 
     def _pump(self) -> None:
-        """Start the waiting runs that may start, first come first served (lock held)."""
-        busy = Counter(e.slot for e in self._running.values())
+        """Start the waiting runs that may start, first come first served (lock held); a
+        run whose device is busy lets a run for another device go first."""
         for entry in list(self._queue):
-            if self._max_running is not None and len(self._running) >= self._max_running:
-                break
-            if busy[entry.slot] >= self._capacity(entry.slot):
-                continue  # its device is busy; a run for another device may go first
+            if not self._can_start_now(entry.slot):
+                continue
             self._queue.remove(entry)
             self._running[entry.id] = entry
-            busy[entry.slot] += 1
             threading.Thread(target=self._work, args=(entry,), name=f"run-{entry.id}",
                              daemon=True).start()
 
