@@ -72,7 +72,8 @@ def build_app() -> gr.Blocks:
     lab = get_lab()
     lab.pool.start()  # sample the first pairs while the page loads
     # delete_cache: Gradio copies every download into its cache; drop copies older than an hour
-    with gr.Blocks(title="moss-lab", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+    # (Gradio's analytics are off: moss_lab.app sets GRADIO_ANALYTICS_ENABLED for them all)
+    with gr.Blocks(title="moss-lab", delete_cache=(3600, 3600)) as demo:
         # the open tab, kept by the browser: a reload comes back to it
         open_tab = gr.BrowserState("label", storage_key="moss-lab-tab")
         gr.Markdown("# moss-lab · RLHF, hands-on\nLabel pairs, train a reward model on your "

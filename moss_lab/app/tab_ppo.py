@@ -70,8 +70,7 @@ def reward_choices(user: User | None = None) -> list[tuple[str, str]]:
     out = [("toy reward model (cached)", "toy"), ("gold score (oracle)", "gold")]
     for r in watch.loadable_runs(user or watch.viewer()):
         if r.kind == "reward" and r.state in ("finished", "stopped") and (r.path / "model").is_dir():
-            out.append((f"reward run {r.id}",
-                        str(r.path / "model")))
+            out.append((f"reward run {r.id}", str(r.path / "model")))
     return out
 
 
@@ -81,8 +80,7 @@ def policy_choices(user: User | None = None) -> list[tuple[str, str]]:
     out = [("toy base model", "toy")]
     for r in watch.loadable_runs(user or watch.viewer()):
         if has_policy(r):
-            out.append((f"{r.kind.upper()} run {r.id}",
-                        str(r.path / "policy")))
+            out.append((f"{r.kind.upper()} run {r.id}", str(r.path / "policy")))
     return out
 
 

@@ -363,7 +363,6 @@ def build() -> dict:
     b_yes.click(delete_run, run_1, None, api_name="delete_run").success(
         lambda: gr.Row(visible=False), None, confirm, api_visibility="private").then(
         refresh, inputs, outputs, api_visibility="private")
-    return {"run_1": run_1, "to_compare": b_compare, "checkpoint_of": checkpoint_of,
-            "load_checkpoint": to_compare,
+    return {"run_1": run_1, "to_compare": b_compare, "load_checkpoint": to_compare,
             "refresh": (refresh, inputs, outputs),
             "restyle": (overlay_style, [runs, metrics, smoothing], plot)}

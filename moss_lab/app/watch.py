@@ -24,7 +24,7 @@ from moss_lab.files import read_json
 from moss_lab.limits import check_bounds
 from moss_lab.run_folder import new_run_name, read_metrics
 from moss_lab.progress import phase_text
-from moss_lab.runs import RunError, run_id
+from moss_lab.runs import USERS, RunError, run_id
 
 from .context import get_lab, metric_frame
 from .session import User, current_user
@@ -70,20 +70,11 @@ def may_load(user: User, info) -> bool:
 
 def visible_runs(user: User) -> list:
     """The runs `user` may see, newest first."""
-    runs = get_lab().runs
-    if not user.class_mode or user.is_instructor:
-        return runs.list()
-    if not user.name:
-        return []
-    return [r for r in runs.list() if may_see(user, r)]
+    return [r for r in get_lab().runs.list() if may_see(user, r)]
 
 
 def loadable_runs(user: User) -> list:
     """The runs whose models `user` may load (newest first)."""
-    if not user.class_mode or user.is_instructor:
-        return get_lab().runs.list()
-    if not user.name:
-        return []
     return [r for r in get_lab().runs.list() if may_load(user, r)]
 
 
@@ -133,7 +124,7 @@ def new_name(kind: str, user: User) -> str:
     """A fresh run name in the user's own folder (class mode) or the runs folder."""
     root = get_lab().runs.root
     if user.class_mode and user.name:
-        root = root / "users" / user.name
+        root = root / USERS / user.name
     return new_run_name(kind, root)
 
 
