@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -138,6 +139,11 @@ def smooth(values: list[float], weight: float) -> list[float]:
         last = last * weight + (1 - weight) * v
         out.append(last / (1 - weight ** n))
     return out
+
+
+def created_text(info) -> str:
+    """When a run was created, for a table cell ('' when unknown)."""
+    return time.strftime("%m-%d %H:%M", time.localtime(info.created_at)) if info.created_at else ""
 
 
 def fmt(value, digits: int = 3) -> str:

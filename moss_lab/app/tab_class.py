@@ -28,7 +28,7 @@ from moss_lab.labels import cohen_kappa
 from moss_lab.runs import RunError
 
 from . import forms, watch
-from .context import fmt, get_lab
+from .context import created_text, fmt, get_lab
 from .downloads import download_path, write_replacing
 from .session import require_instructor
 
@@ -137,17 +137,13 @@ def disagreements_table(request: gr.Request = None) -> pd.DataFrame:
 
 
 # --- runs ---------------------------------------------------------------------------------------
-def _created(info) -> str:
-    return time.strftime("%m-%d %H:%M", time.localtime(info.created_at)) if info.created_at else ""
-
-
 def active_runs(request: gr.Request = None):
     """(table of every queued or running run, the Stop list's choices)."""
     require_instructor(request)
     active = [r for r in get_lab().runs.list() if r.active]
     ids = [r.id for r in active]
     rows = [[rid, r.owner or "", r.kind,
-             ("stopping" if r.stop_requested else r.state) + watch.queue_text(r), _created(r)]
+             ("stopping" if r.stop_requested else r.state) + watch.queue_text(r), created_text(r)]
             for rid, r in zip(ids, active)]
     return (pd.DataFrame(rows, columns=ACTIVE_COLUMNS),
             gr.update(choices=ids, value=ids[0] if ids else None))
@@ -166,7 +162,7 @@ def runs_rows() -> list[list]:
     for r in get_lab().runs.list():
         f, best = r.final, best_gold(r)
         out.append([r.id, r.owner or "", r.kind,
-                    r.state, _created(r), f.get("iterations", f.get("steps", "")),
+                    r.state, created_text(r), f.get("iterations", f.get("steps", "")),
                     f.get("reward/score", ""), f.get("reward/gold", ""),
                     "" if best is None else best, f.get("objective/kl", ""), r.reason or ""])
     return out

@@ -13,7 +13,6 @@ in the queue.
 from __future__ import annotations
 
 import json
-import time
 
 import gradio as gr
 import pandas as pd
@@ -21,7 +20,7 @@ import pandas as pd
 from moss_lab.runs import RunError
 
 from . import watch
-from .context import fmt, get_lab, has_policy, metric_frame, smooth, x_key
+from .context import created_text, fmt, get_lab, has_policy, metric_frame, smooth, x_key
 from .downloads import download_path, write_replacing
 from .session import User, current_user
 from .watch import ICONS
@@ -50,8 +49,7 @@ def runs_table(user: User | None = None) -> pd.DataFrame:
     rows = []
     for r in watch.visible_runs(user):
         f = r.final
-        created = time.strftime("%m-%d %H:%M", time.localtime(r.created_at)) if r.created_at else ""
-        rows.append([r.id, r.kind, state_text(r), created,
+        rows.append([r.id, r.kind, state_text(r), created_text(r),
                      fmt(f.get("iterations", f.get("steps", f.get("step")))),
                      fmt(f.get("reward/score")), fmt(f.get("reward/gold")),
                      fmt(f.get("objective/kl")), fmt(f.get("acc_labels")),
