@@ -37,6 +37,8 @@ were 0.7x (tiny Llama) and 0.84x (tiny GPT-2) of the update term, eager attentio
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,7 +222,21 @@ def describe(est: dict, device_gib: float | None = None) -> str:
 
 
 class NotEnoughMemory(RuntimeError):
-    """The models of a run did not fit on its device; the message says what to change."""
+    """A run did not fit in its device's memory; the message says what to change."""
+
+
+@contextlib.contextmanager
+def out_of_memory_says(message: Callable[[BaseException], str]):
+    """An out-of-memory error (CUDA, MPS or CPU: moss_lab.device.is_out_of_memory) inside
+    becomes NotEnoughMemory(message(err)); any other error passes unchanged."""
+    from .device import is_out_of_memory
+
+    try:
+        yield
+    except (RuntimeError, MemoryError) as err:  # torch's OutOfMemoryError is a RuntimeError
+        if not is_out_of_memory(err):
+            raise
+        raise NotEnoughMemory(message(err)) from err
 
 
 def out_of_memory_at_load(config, err: BaseException) -> str:

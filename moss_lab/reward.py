@@ -48,8 +48,8 @@ import torch.nn.functional as F
 
 from . import distributed, files, preferences
 from .configs import Bound, between, check_bounds
-from .device import is_out_of_memory, out_of_memory_kind
-from .memory import NotEnoughMemory
+from .device import out_of_memory_kind
+from .memory import out_of_memory_says
 from .preferences import Preference
 from .run_folder import RunFolder
 from .scoring import reward_inputs, score
@@ -495,18 +495,14 @@ def train_reward_model(pairs: list[Preference], config: RewardConfig | None = No
     Out of memory (GPU or CPU): NotEnoughMemory, saying what to change.
     """
     config = config or RewardConfig()
-    try:
-        return _train_reward_model(pairs, config, run_dir, on_metrics, should_stop,
-                                   eval_pairs, strength)
-    except (torch.cuda.OutOfMemoryError, RuntimeError, MemoryError) as err:
-        if not is_out_of_memory(err):
-            raise
-        raise NotEnoughMemory(
+    with out_of_memory_says(lambda err: (
             f"{out_of_memory_kind(err)} out of memory training a reward model on "
             f"{config.base!r}: lower batch_size (now {config.batch_size})"
             + ("" if config.freeze_embeddings else ", set freeze_embeddings")
             + ", or start from a smaller base model. The run stopped; no model was saved "
-            "(its metrics so far are kept)") from err
+            "(its metrics so far are kept)")):
+        return _train_reward_model(pairs, config, run_dir, on_metrics, should_stop,
+                                   eval_pairs, strength)
 
 
 def _train_reward_model(pairs, config, run_dir, on_metrics, should_stop, eval_pairs,

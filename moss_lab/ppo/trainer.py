@@ -28,7 +28,7 @@ import torch
 
 from .. import distributed, toyworld
 from ..device import autocast, compute_dtype, is_out_of_memory, set_cpu_threads
-from ..memory import NotEnoughMemory, out_of_memory_at_load, out_of_memory_reason
+from ..memory import out_of_memory_at_load, out_of_memory_reason, out_of_memory_says
 from ..run_folder import RunFolder
 from ..progress import phase
 from ..scoring import position_ids
@@ -104,12 +104,8 @@ def train_ppo(config: PPOConfig | None = None, run_dir: str | Path | None = None
     torch.manual_seed(config.seed)
     # sampling and minibatch order (each process its own stream)
     gen = torch.Generator().manual_seed(config.seed + rank * 2**32)
-    try:
+    with out_of_memory_says(lambda err: out_of_memory_at_load(config, err)):
         model, tokenizer, ref, critic, reward_fn, device = load_models(config, policy, reward_model)
-    except (torch.cuda.OutOfMemoryError, RuntimeError, MemoryError) as err:
-        if not is_out_of_memory(err):
-            raise
-        raise NotEnoughMemory(out_of_memory_at_load(config, err)) from err
     amp = compute_dtype(config.precision, device)  # bf16: forwards under autocast (device.py)
     for net in (model, ref, critic):
         distributed.broadcast_parameters(net)  # every process starts from rank 0's weights
@@ -298,7 +294,7 @@ def train_ppo(config: PPOConfig | None = None, run_dir: str | Path | None = None
     except NonFinite as err:
         status, reason = "nan", (f"NaN guard: {err}. The run stopped before the bad update "
                                  "(try a smaller lr, or check the reward model's scores)")
-    except (torch.cuda.OutOfMemoryError, RuntimeError, MemoryError) as err:  # MPS, CPU: others
+    except (RuntimeError, MemoryError) as err:  # torch's OutOfMemoryError is a RuntimeError
         if not is_out_of_memory(err):
             raise
         status, reason = "oom", out_of_memory_reason(config, doing, err)
